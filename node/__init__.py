@@ -1,0 +1,1 @@
+"""anchorml worker node: chain listener, job processor, executors."""

@@ -1,0 +1,234 @@
+"""Send transactions safely: simulate, sign under a per-account nonce lock, await the receipt.
+
+Steps of :meth:`Wallet.transact`:
+    1. simulate the call (``eth_call``) — a revert raises its typed exception and costs no gas;
+    2. under the account's lock, take the next nonce, estimate gas, sign locally and broadcast;
+    3. poll for the receipt until ``timeout``; if none appears, rebroadcast the same nonce with a
+       higher fee (replacing the dropped or underpriced tx), at most ``max_retries`` times;
+    4. a mined-but-failed tx is replayed as a call at its block to recover the revert reason;
+    5. optionally wait for ``confirmations`` blocks on top.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3.exceptions import TransactionNotFound
+from web3.types import TxParams, TxReceipt
+
+from registry.chain.connection import Chain
+from registry.chain.reverts import as_revert
+from registry.errors import ContractRevertError, RpcUnavailableError, TransactionError
+
+log = logging.getLogger(__name__)
+
+_LOCKS: dict[tuple[int, str], threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _account_lock(chain_id: int, address: str) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault((chain_id, address), threading.Lock())
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A mined, successful transaction."""
+
+    tx_hash: str
+    receipt: TxReceipt
+
+    @property
+    def gas_used(self) -> int:
+        """Gas the transaction used."""
+        return int(self.receipt["gasUsed"])
+
+
+class Wallet:
+    """Signs and sends transactions for one account.
+
+    Args:
+        chain: the connected chain.
+        account: the signing account (its key never leaves this object).
+        timeout: seconds to wait for a receipt before rebroadcasting.
+        max_retries: rebroadcasts with a bumped fee before giving up.
+        confirmations: blocks to wait on top of the mined block.
+        on_send: optional hook called with each raw tx before broadcast (fault injection in
+            tests, metrics in the node).
+    """
+
+    def __init__(
+        self,
+        chain: Chain,
+        account: LocalAccount,
+        *,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        confirmations: int = 0,
+        on_send: Callable[[TxParams], None] | None = None,
+    ) -> None:
+        self.chain = chain
+        self.account = account
+        self.address: str = account.address
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.confirmations = confirmations
+        self.on_send = on_send
+        self._lock = _account_lock(chain.chain_id, self.address)
+        self._next_nonce: int | None = None
+        self.retries = 0  # rebroadcasts done, for metrics
+
+    def call(self, fn: Any, value: int = 0) -> Any:
+        """Simulate ``fn`` from this account; raise the typed revert if it would fail."""
+        try:
+            return fn.call({"from": self.address, "value": value})
+        except Exception as exc:
+            revert = as_revert(exc)
+            if revert is not None:
+                raise revert from None
+            raise _transport_error(self.chain, exc) from None
+
+    def transact(self, fn: Any, value: int = 0, gas: int | None = None) -> Sent:
+        """Simulate, then send ``fn`` (a bound contract function) with ``value`` wei.
+
+        Raises:
+            ContractRevertError: (a typed subclass) the call reverts.
+            TransactionError: no receipt after the retry budget.
+        """
+        self.call(fn, value)
+        with self._lock:
+            nonce = self._take_nonce()
+            try:
+                params: TxParams = {"from": self.address, "value": value, "nonce": nonce}  # type: ignore[typeddict-item]
+                params["gas"] = gas or self._estimate(fn, value)
+                tx = fn.build_transaction({**params, **self._fees()})
+            except BaseException:
+                self._next_nonce = None  # resync from the chain next time
+                raise
+            sent = self._broadcast_until_mined(tx)
+        self._check_status(fn, value, sent)
+        self._await_confirmations(sent)
+        return sent
+
+    def deploy(self, contract: Any, *args: Any) -> Sent:
+        """Deploy ``contract`` (a web3 contract factory) with constructor ``args``."""
+        ctor = contract.constructor(*args)
+        with self._lock:
+            nonce = self._take_nonce()
+            try:
+                gas = int(ctor.estimate_gas({"from": self.address}) * 1.2)
+                tx = ctor.build_transaction(
+                    {"from": self.address, "nonce": nonce, "gas": gas, **self._fees()}
+                )
+            except BaseException as exc:
+                self._next_nonce = None
+                revert = as_revert(exc)
+                if revert is not None:
+                    raise revert from None
+                raise
+            sent = self._broadcast_until_mined(tx)
+        if sent.receipt["status"] != 1:
+            raise TransactionError(f"deployment tx {sent.tx_hash} failed")
+        self._await_confirmations(sent)
+        return sent
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _take_nonce(self) -> int:
+        chain_nonce = int(self.chain.w3.eth.get_transaction_count(self.address, "pending"))
+        nonce = max(chain_nonce, self._next_nonce or 0)
+        self._next_nonce = nonce + 1
+        return nonce
+
+    def _estimate(self, fn: Any, value: int) -> int:
+        try:
+            estimate = int(fn.estimate_gas({"from": self.address, "value": value}))
+        except Exception as exc:
+            revert = as_revert(exc)
+            if revert is not None:
+                raise revert from None
+            raise _transport_error(self.chain, exc) from None
+        return estimate + estimate // 5 + 10_000
+
+    def _fees(self, bump: int = 0) -> dict[str, int]:
+        base = int(self.chain.w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
+        tip = 10**9 * (2**bump)
+        return {"maxFeePerGas": 2 * base * (2**bump) + tip, "maxPriorityFeePerGas": tip}
+
+    def _broadcast_until_mined(self, tx: dict[str, Any]) -> Sent:
+        w3 = self.chain.w3
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self.retries += 1
+                tx = {**tx, **self._fees(bump=attempt)}
+                log.info("rebroadcasting nonce %s with a higher fee (attempt %s)", tx["nonce"], attempt)
+            signed = self.account.sign_transaction(tx)
+            if self.on_send is not None:
+                self.on_send(tx)  # type: ignore[arg-type]
+            try:
+                tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+            except Exception as exc:
+                message = str(exc).lower()
+                if "already known" in message or "nonce too low" in message:
+                    tx_hash = signed.hash  # an earlier broadcast of this nonce is in flight
+                elif "underpriced" in message:
+                    continue
+                else:
+                    revert = as_revert(exc)
+                    if revert is not None:
+                        raise revert from None
+                    raise _transport_error(self.chain, exc) from None
+            receipt = self._poll_receipt(tx_hash.to_0x_hex() if hasattr(tx_hash, "to_0x_hex") else str(tx_hash))
+            if receipt is not None:
+                return Sent(tx_hash=receipt["transactionHash"].to_0x_hex(), receipt=receipt)
+        self._next_nonce = None
+        raise TransactionError(
+            f"transaction with nonce {tx['nonce']} not mined after {self.max_retries} rebroadcasts"
+        )
+
+    def _poll_receipt(self, tx_hash: str) -> TxReceipt | None:
+        deadline = time.monotonic() + self.timeout
+        delay = 0.01
+        while True:
+            try:
+                return self.chain.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+            except TransactionNotFound:
+                pass
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    def _check_status(self, fn: Any, value: int, sent: Sent) -> None:
+        if sent.receipt["status"] == 1:
+            return
+        block = sent.receipt["blockNumber"]
+        try:
+            fn.call({"from": self.address, "value": value}, block_identifier=block - 1)
+        except Exception as exc:
+            revert = as_revert(exc)
+            if revert is not None:
+                raise revert from None
+        raise ContractRevertError(f"transaction {sent.tx_hash} reverted on chain")
+
+    def _await_confirmations(self, sent: Sent) -> None:
+        if self.confirmations <= 0:
+            return
+        target = int(sent.receipt["blockNumber"]) + self.confirmations
+        deadline = time.monotonic() + self.timeout
+        while int(self.chain.w3.eth.block_number) < target:
+            if time.monotonic() >= deadline:
+                raise TransactionError(f"{sent.tx_hash}: no {self.confirmations} confirmations in time")
+            time.sleep(0.1)
+
+
+def _transport_error(chain: Chain, exc: BaseException) -> Exception:
+    if isinstance(exc, ContractRevertError | TransactionError):
+        return exc
+    return RpcUnavailableError(f"RPC call to {chain.url} failed: {type(exc).__name__}: {exc}")

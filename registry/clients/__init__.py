@@ -1,0 +1,22 @@
+"""Typed clients of the three contracts: domain-named methods returning typed records."""
+
+from registry.clients.base import ContentRef, TxResult
+from registry.clients.jobs import JobBoardClient, JobKind, JobRecord, JobSpec, JobStatus
+from registry.clients.models import Access, ModelRecord, ModelRegistryClient, VersionRecord
+from registry.clients.nodes import NodeRecord, NodeRegistryClient
+
+__all__ = [
+    "Access",
+    "ContentRef",
+    "JobBoardClient",
+    "JobKind",
+    "JobRecord",
+    "JobSpec",
+    "JobStatus",
+    "ModelRecord",
+    "ModelRegistryClient",
+    "NodeRecord",
+    "NodeRegistryClient",
+    "TxResult",
+    "VersionRecord",
+]
