@@ -123,6 +123,12 @@ class UnsafeModelError(ModelError):
     code = "unsafe_model"
 
 
+class ModelRevokedError(ModelError):
+    """The model version was revoked on chain and must not be served."""
+
+    code = "model_revoked"
+
+
 class ModelNotFoundError(ModelError, KeyError):
     """A model name, version or alias is not registered."""
 

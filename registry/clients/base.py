@@ -63,13 +63,17 @@ class ContractClient:
         chain: the connected chain.
         address: the deployed contract's address.
         wallet: signer for state-changing calls (None for a read-only client).
+        from_block: first block event scans look at (the deployment's block).
     """
 
     contract_name = ""
 
-    def __init__(self, chain: Chain, address: str, wallet: Wallet | None = None) -> None:
+    def __init__(
+        self, chain: Chain, address: str, wallet: Wallet | None = None, *, from_block: int = 0
+    ) -> None:
         self.chain = chain
         self.wallet = wallet
+        self.from_block = from_block  # event scans start here (the deploy block)
         self.contract = chain.w3.eth.contract(
             address=chain.w3.to_checksum_address(address),
             abi=artifacts.load(self.contract_name).abi,
@@ -79,6 +83,9 @@ class ContractClient:
     def address(self) -> str:
         """The contract address."""
         return str(self.contract.address)
+
+    def _from(self, from_block: int | None) -> int:
+        return self.from_block if from_block is None else from_block
 
     def _read(self, fn: Any) -> Any:
         try:

@@ -208,7 +208,7 @@ class JobBoardClient(ContractClient):
 
     # --- views ---------------------------------------------------------------------------------
 
-    def get_job(self, job_id: int, from_block: int = 0) -> JobRecord:
+    def get_job(self, job_id: int, from_block: int | None = None) -> JobRecord:
         """The job with its spec (from ``JobCreated``, checked against the stored commitment).
 
         Raises:
@@ -222,7 +222,7 @@ class JobBoardClient(ContractClient):
             raise ChainError(f"job {job_id} does not exist")
         created = None
         for ev in iter_events(
-            self.chain, self.contract.events.JobCreated, from_block, argument_filters={"jobId": job_id}
+            self.chain, self.contract.events.JobCreated, self._from(from_block), argument_filters={"jobId": job_id}
         ):
             created = ev
         if created is None:
@@ -257,7 +257,7 @@ class JobBoardClient(ContractClient):
             result=result,
         )
 
-    def get_result(self, job_id: int, from_block: int = 0) -> Output:
+    def get_result(self, job_id: int, from_block: int | None = None) -> Output:
         """The accepted output of a finalized job (from ``JobFinalized``, checked against the
         stored result commitment).
 
@@ -269,7 +269,7 @@ class JobBoardClient(ContractClient):
         if stored == ZERO32:
             raise ChainError(f"job {job_id} has no accepted result")
         for ev in iter_events(
-            self.chain, self.contract.events.JobFinalized, from_block, argument_filters={"jobId": job_id}
+            self.chain, self.contract.events.JobFinalized, self._from(from_block), argument_filters={"jobId": job_id}
         ):
             a = ev["args"]
             output = Output(ContentRef(int(a["codec"]), bytes(a["digest"])), bytes(a["sha256"]), int(a["size"]))

@@ -111,10 +111,10 @@ class ModelRegistryClient(ContractClient):
         fn = self.contract.functions.setAccessPolicy(model_id(name), int(access), price_wei, period_s)
         return self._result(self._send(fn))
 
-    def list_models(self, from_block: int = 0) -> list[ModelRecord]:
+    def list_models(self, from_block: int | None = None) -> list[ModelRecord]:
         """Every model, in creation order (from ``ModelCreated`` events)."""
         out = []
-        for ev in iter_events(self.chain, self.contract.events.ModelCreated, from_block):
+        for ev in iter_events(self.chain, self.contract.events.ModelCreated, self._from(from_block)):
             out.append(self.get_model(ev["args"]["name"]))
         return out
 
@@ -181,18 +181,22 @@ class ModelRegistryClient(ContractClient):
             raise ModelNotFoundError(f"model {name!r} has no versions")
         return versions[-1]
 
-    def list_versions(self, name: str, from_block: int = 0) -> list[VersionRecord]:
+    def list_versions(self, name: str, from_block: int | None = None) -> list[VersionRecord]:
         """Every version of ``name`` in registration order (with current revoked flags)."""
         out = []
         events = iter_events(
             self.chain,
             self.contract.events.VersionRegistered,
-            from_block,
+            self._from(from_block),
             argument_filters={"modelId": model_id(name)},
         )
         for ev in events:
             out.append(self.get_version(ev["args"]["versionId"], ev["args"]["tag"]))
         return out
+
+    def exists(self, name: str, tag: str) -> bool:
+        """Whether ``name@tag`` is registered."""
+        return self._try_version(name, tag) is not None
 
     def revoke_version(self, name: str, tag: str) -> TxResult:
         """Revoke a version (it stays on record but must not be served)."""
@@ -252,7 +256,7 @@ class ModelRegistryClient(ContractClient):
         events = iter_events(
             self.chain,
             self.contract.events.VersionRegistered,
-            0,
+            self.from_block,
             argument_filters={"modelId": model_id(name), "versionId": vid},
         )
         for ev in events:

@@ -80,20 +80,20 @@ class NodeRegistryClient(ContractClient):
         """Minimum stake to take jobs, in wei."""
         return int(self._read(self.contract.functions.minStake()))
 
-    def list_nodes(self, from_block: int = 0) -> list[NodeRecord]:
+    def list_nodes(self, from_block: int | None = None) -> list[NodeRecord]:
         """Every node that ever registered (current records)."""
         seen: dict[str, None] = {}
-        for ev in iter_events(self.chain, self.contract.events.NodeRegistered, from_block):
+        for ev in iter_events(self.chain, self.contract.events.NodeRegistered, self._from(from_block)):
             seen.setdefault(str(ev["args"]["node"]), None)
         return [self.get_node(a) for a in seen]
 
-    def serving_nodes(self, version_id: bytes, from_block: int = 0) -> list[NodeRecord]:
+    def serving_nodes(self, version_id: bytes, from_block: int | None = None) -> list[NodeRecord]:
         """Eligible nodes currently serving ``version_id``."""
         candidates: dict[str, None] = {}
         events = iter_events(
             self.chain,
             self.contract.events.ServingChanged,
-            from_block,
+            self._from(from_block),
             argument_filters={"versionId": version_id},
         )
         for ev in events:

@@ -1,0 +1,1 @@
+"""Model directories: safe loading (:mod:`registry.model.safety`) and demo models (`demo`)."""

@@ -1,0 +1,33 @@
+"""Content store: IPFS-compatible (UnixFS, CIDv1) storage of model files and directories.
+
+Two backends behind one interface, :class:`ContentStore`:
+
+* :class:`EmbeddedStore`: blocks as files in the data directory, no daemon (the default);
+* :class:`KuboStore`: an IPFS daemon (Kubo or js-ipfs) over its RPC API.
+
+Both mint the CIDs ``ipfs add --cid-version=1`` mints (raw leaves, 256 KiB chunks, balanced
+DAG of 174 links, dag-pb directories, base32) and verify every block they read.
+:func:`open_store` picks one from a path or URL.
+"""
+
+from registry.store.base import ContentStore, DirEntry, NodeStat
+from registry.store.builder import AddedEntry
+from registry.store.cid import CID, DAG_PB, RAW, parse_cid
+from registry.store.embedded import EmbeddedStore
+from registry.store.factory import default_store_spec, open_store
+from registry.store.kubo import KuboStore
+
+__all__ = [
+    "CID",
+    "DAG_PB",
+    "RAW",
+    "AddedEntry",
+    "ContentStore",
+    "DirEntry",
+    "EmbeddedStore",
+    "KuboStore",
+    "NodeStat",
+    "default_store_spec",
+    "open_store",
+    "parse_cid",
+]
