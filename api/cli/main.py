@@ -35,13 +35,15 @@ app = _App(
 
 def _mount() -> None:
     """Mount the command groups (imported here to keep start-up of each group independent)."""
-    from api.cli import access, chain, contracts, model, store
+    from api.cli import access, chain, contracts, job, model, node, store
 
     app.add_typer(contracts.app, name="contracts")
     app.add_typer(store.app, name="store")
     app.add_typer(chain.app, name="chain")
     app.add_typer(model.app, name="model")
     app.add_typer(access.app, name="access")
+    app.add_typer(node.app, name="node")
+    app.add_typer(job.app, name="job")
 
 
 _mount()

@@ -1,0 +1,124 @@
+"""The worker node's one typed config: a TOML file plus ``ANCHORML_*`` environment overrides,
+validated at start-up (cross-field: a signing key is required, served models parse)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from registry.config import DEFAULT_RPC_URL, Settings
+from registry.errors import ConfigError
+
+JOB_KINDS = ("INFER", "TRAIN", "FINETUNE", "EVAL", "COMPRESS")
+
+
+class NodeConfig(BaseSettings):
+    """Everything a worker node needs.
+
+    Attributes:
+        rpc_url, private_key, key_file, store, deployment, data_dir: as in
+            :class:`registry.config.Settings` (same ``ANCHORML_*`` variables).
+        name: label for logs and the node's state directory.
+        endpoint: public URL of this node's HTTP endpoint, declared on chain.
+        http_host, http_port: where the HTTP endpoint listens (port 0 = any free port).
+        serves: model versions served, ``name@version`` or ``name@alias``.
+        kinds: job kinds this node takes.
+        confirmations: blocks the listener trails the head by.
+        poll_interval_s: seconds between head polls.
+        scan_window: blocks per ``eth_getLogs`` request.
+        max_tx_retries: rebroadcasts per transaction before giving up.
+        tx_timeout_s: seconds to wait for a receipt before rebroadcasting.
+        job_timeout_s: wall-clock cap on one job's execution.
+        batch_size, batch_wait_ms: dynamic batching of direct inference (B requests or W ms).
+        cache_max_bytes: model cache size limit.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ANCHORML_", extra="forbid")
+
+    rpc_url: str = DEFAULT_RPC_URL
+    private_key: SecretStr | None = None
+    key_file: Path | None = None
+    store: str | None = None
+    deployment: Path | None = None
+    data_dir: Path = Path.home() / ".anchorml"
+
+    name: str = "node"
+    endpoint: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+    serves: list[str] = Field(default_factory=list)
+    kinds: list[str] = Field(default_factory=lambda: list(JOB_KINDS))
+    confirmations: int = Field(default=0, ge=0, le=64)
+    poll_interval_s: float = Field(default=0.5, gt=0, le=60)
+    scan_window: int = Field(default=500, ge=1, le=10_000)
+    max_tx_retries: int = Field(default=3, ge=0, le=10)
+    tx_timeout_s: float = Field(default=30.0, gt=0)
+    job_timeout_s: float = Field(default=1800.0, gt=0)
+    batch_size: int = Field(default=32, ge=1, le=512)
+    batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    cache_max_bytes: int = Field(default=8 << 30, gt=0)
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: list[str]) -> list[str]:
+        upper = [k.upper() for k in kinds]
+        unknown = sorted(set(upper) - set(JOB_KINDS))
+        if unknown:
+            raise ValueError(f"unknown job kinds {unknown}; expected some of {list(JOB_KINDS)}")
+        return upper
+
+    @model_validator(mode="after")
+    def _needs_key(self) -> NodeConfig:
+        if self.private_key is None and self.key_file is None:
+            raise ValueError("a node signs transactions: set ANCHORML_PRIVATE_KEY or key_file")
+        return self
+
+    @property
+    def settings(self) -> Settings:
+        """The shared client settings this config implies."""
+        return Settings(
+            rpc_url=self.rpc_url,
+            private_key=self.private_key,
+            key_file=self.key_file,
+            store=self.store,
+            deployment=self.deployment,
+            data_dir=self.data_dir,
+        )
+
+    @property
+    def state_dir(self) -> Path:
+        """This node's private state (cursor, job log)."""
+        return self.data_dir / "nodes" / self.name
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> NodeConfig:
+    """Load the node config from an optional TOML file, the environment and ``overrides``.
+
+    Environment variables override the file; ``overrides`` (command-line options) override both.
+
+    Raises:
+        ConfigError: unreadable file or invalid values (the message names the setting).
+    """
+    import os
+
+    from pydantic import ValidationError
+
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read node config {path}: {exc}") from None
+    env_keys = {k[len("ANCHORML_") :].lower() for k in os.environ if k.startswith("ANCHORML_")}
+    values = {k: v for k, v in values.items() if k not in env_keys}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return NodeConfig(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        raise ConfigError(f"invalid node config: {where}: {first['msg']}") from None

@@ -1,0 +1,174 @@
+"""Batched text encoders: sentence embeddings and sequence classification.
+
+Both wrap a tokenizer and a model opened through :mod:`registry.model.safety`, pad each call's
+texts to the longest one, and run under ``torch.inference_mode``. They are what the INFER
+executor and the gateway's :class:`~node.executors.batching.DynamicBatcher` call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from node.executors.errors import InvalidJobInputError
+from registry.errors import ModelError
+from registry.model.safety import (
+    load_encoder,
+    load_sequence_classifier,
+    load_tokenizer,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+Pooling = Literal["mean", "cls", "max"]
+_DEFAULT_MAX_LENGTH = 512
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``hidden`` [n, t, d] over positions where ``mask`` [n, t] is 1."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
+def _pooling_mode(model_dir: Path) -> Pooling:
+    """The sentence-transformers pooling of the directory (``1_Pooling/config.json``), else mean."""
+    path = model_dir / "1_Pooling" / "config.json"
+    if not path.is_file():
+        return "mean"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    modes: dict[str, Pooling] = {
+        "pooling_mode_mean_tokens": "mean",
+        "pooling_mode_cls_token": "cls",
+        "pooling_mode_max_tokens": "max",
+    }
+    chosen = [mode for key, mode in modes.items() if config.get(key)]
+    if len(chosen) != 1 or any(
+        v for k, v in config.items() if k.startswith("pooling_mode") and k not in modes
+    ):
+        raise ModelError(f"unsupported sentence-transformers pooling in {path.name}: {config}")
+    return chosen[0]
+
+
+def _max_length(model_dir: Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
+    st_config = model_dir / "sentence_bert_config.json"
+    if st_config.is_file():
+        value = json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length")
+        if isinstance(value, int) and value > 0:
+            return value
+    limits = [
+        getattr(model.config, "max_position_embeddings", None),
+        getattr(tokenizer, "model_max_length", None),
+        _DEFAULT_MAX_LENGTH,
+    ]
+    return min(v for v in limits if isinstance(v, int) and v > 0)
+
+
+class _TextModel:
+    """Tokenizer + model + the padding/truncation policy shared by the encoders."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        model: PreTrainedModel,
+        max_length: int | None,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.model = model
+        self.tokenizer = load_tokenizer(self.model_dir)
+        self.max_length = max_length or _max_length(self.model_dir, model, self.tokenizer)
+
+    def _tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        if not texts:
+            raise InvalidJobInputError("no texts to encode")
+        batch = self.tokenizer(
+            list(texts),
+            padding="longest",
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        return dict(batch)
+
+
+class EmbeddingModel(_TextModel):
+    """Sentence embeddings: pooled last hidden state (mean by default), optionally L2-normalised.
+
+    Args:
+        model_dir: a checked model directory (any encoder; MiniLM keeps its pooling config).
+        max_length: truncation length; default: ``sentence_bert_config.json`` or the model's.
+        normalize: L2-normalise each vector (cosine similarity = dot product).
+    """
+
+    def __init__(
+        self, model_dir: Path, *, max_length: int | None = None, normalize: bool = True
+    ) -> None:
+        import torch
+
+        super().__init__(model_dir, load_encoder(model_dir, dtype=torch.float32), max_length)
+        self.pooling = _pooling_mode(self.model_dir)
+        self.normalize = normalize
+
+    @property
+    def dim(self) -> int:
+        """Embedding width."""
+        return int(self.model.config.hidden_size)
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embed ``texts`` in one forward pass; returns float32 ``[len(texts), dim]``."""
+        import torch
+
+        batch = self._tokenize(texts)
+        with torch.inference_mode():
+            hidden: torch.Tensor = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"]
+            if self.pooling == "cls":
+                pooled = hidden[:, 0]
+            elif self.pooling == "max":
+                pooled = hidden.masked_fill(mask.unsqueeze(-1) == 0, float("-inf")).amax(dim=1)
+            else:
+                pooled = mean_pool(hidden, mask)
+            if self.normalize:
+                pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+            return pooled.float()
+
+    def encode_lists(self, texts: Sequence[str]) -> list[list[float]]:
+        """:meth:`encode` as plain lists (the shape :class:`DynamicBatcher` hands back)."""
+        result: list[list[float]] = self.encode(texts).tolist()
+        return result
+
+
+class TextClassifier(_TextModel):
+    """Single-label sequence classification with softmax scores."""
+
+    def __init__(self, model_dir: Path, *, max_length: int | None = None) -> None:
+        super().__init__(model_dir, load_sequence_classifier(model_dir), max_length)
+        id2label = {int(k): str(v) for k, v in (self.model.config.id2label or {}).items()}
+        self.labels = [id2label[i] for i in range(len(id2label))]
+
+    def probabilities(self, texts: Sequence[str]) -> torch.Tensor:
+        """Softmax over labels, float32 ``[len(texts), len(labels)]``."""
+        import torch
+
+        batch = self._tokenize(texts)
+        with torch.inference_mode():
+            logits = self.model(**batch).logits
+            probs: torch.Tensor = torch.softmax(logits.float(), dim=-1)
+            return probs
+
+    def classify(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """``[{"label", "score", "scores": {label: p}}]`` per text."""
+        rows: list[dict[str, Any]] = []
+        for probs in self.probabilities(texts).tolist():
+            best = max(range(len(probs)), key=lambda i: (probs[i], -i))
+            rows.append(
+                {
+                    "label": self.labels[best],
+                    "score": probs[best],
+                    "scores": dict(zip(self.labels, probs, strict=True)),
+                }
+            )
+        return rows

@@ -1,0 +1,148 @@
+"""Start a worker node: connect, register and stake, then run listener, processor and HTTP
+server under one lifecycle until SIGTERM/SIGINT (clean stop, exit 0) or a crash (exit 1)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from node.config import NodeConfig
+from node.http import HttpServer, create_app
+from node.listener import ChainEvent, Listener
+from node.metrics import NodeMetrics
+from node.processor import Processor, Served
+from node.service import Service, run_services
+from node.state import NodeState
+from registry.chain.tx import Wallet
+from registry.clients.nodes import ensure_registered
+from registry.errors import ModelRevokedError
+from registry.model.package import ModelCache
+from registry.sdk import Anchorml
+
+log = logging.getLogger(__name__)
+
+
+class Node:
+    """A configured worker node (built by :meth:`create`, run by :meth:`run`)."""
+
+    def __init__(self, config: NodeConfig, sdk: Anchorml) -> None:
+        self.config = config
+        self.sdk = sdk
+        self.metrics = NodeMetrics()
+        self.state = NodeState(config.state_dir / "state.sqlite")
+        self.cache = ModelCache(config.settings.cache_dir, sdk.store, max_bytes=config.cache_max_bytes)
+        self.served = Served()
+        self.health: dict[str, Any] = {"name": config.name}
+        self.events: asyncio.Queue[ChainEvent] = asyncio.Queue(maxsize=10_000)
+        self.stop_event = asyncio.Event()
+        self.runtime: Any = None
+
+    @classmethod
+    def create(cls, config: NodeConfig) -> Node:
+        """Connect to the chain and store the config names."""
+        sdk = Anchorml.from_settings(config.settings)
+        assert sdk.wallet is not None  # the config validator requires a key
+        sdk.wallet = Wallet(
+            sdk.chain,
+            sdk.wallet.account,
+            timeout=config.tx_timeout_s,
+            max_retries=config.max_tx_retries,
+            confirmations=config.confirmations,
+        )
+        return cls(config, sdk)
+
+    def resolve_served(self) -> None:
+        """Resolve and fetch (verified) every served version."""
+        for ref in self.config.serves:
+            version = self.sdk.models.resolve(ref)
+            if version.revoked:
+                raise ModelRevokedError(f"{ref} is revoked: remove it from `serves`")
+            self.cache.ensure(version)
+            self.served.versions[version.version_id] = version
+            log.info("serving %s (%s)", ref, version.cid)
+
+    def register(self, endpoint: str) -> None:
+        """Stake and register on first start; declare the served versions."""
+        assert self.sdk.wallet is not None
+        account = self.sdk.wallet.account
+        public_key = bytes(account._key_obj.public_key.to_compressed_bytes())
+        ensure_registered(self.sdk.nodes, endpoint, public_key)
+        missing = [
+            vid for vid in self.served.versions if not self.sdk.nodes.serves(account.address, vid)
+        ]
+        if missing:
+            self.sdk.nodes.set_serving(missing, True)
+
+    async def run(self) -> None:
+        """Run until stopped; raises the failure of any service."""
+        await asyncio.to_thread(self.resolve_served)
+        routes = None
+        if self.runtime is not None:
+            routes = self.runtime.router()
+        http = HttpServer(create_app(self.metrics, self.health, routes), self.config.http_host,
+                          self.config.http_port)
+        endpoint = self.config.endpoint or http.url
+        await asyncio.to_thread(self.register, endpoint)
+        listener = Listener(
+            self.sdk, self.state, self.events,
+            confirmations=self.config.confirmations,
+            poll_interval_s=self.config.poll_interval_s,
+            scan_window=self.config.scan_window,
+        )
+        processor = Processor(
+            self.sdk, self.state, self.events, self.cache, self.served, self.metrics,
+            kinds=self.config.kinds,
+            work_dir=self.config.state_dir / "work",
+            job_timeout_s=self.config.job_timeout_s,
+        )
+        assert self.sdk.wallet is not None
+        self.health.update(
+            address=self.sdk.wallet.address,
+            endpoint=endpoint,
+            serves=[v.cid for v in self.served.versions.values()],
+        )
+        log.info("node %s up: %s, endpoint %s", self.config.name, self.sdk.wallet.address, endpoint)
+        services: list[Service] = [listener, processor, http]
+        await run_services(services, self.stop_event)
+
+    def request_stop(self) -> None:
+        """Ask every service to finish (SIGTERM/SIGINT)."""
+        self.stop_event.set()
+
+
+def main(config: NodeConfig) -> int:
+    """Run a node in this process; return the exit code."""
+    node = Node.create(config)
+
+    async def _main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, node.request_stop)
+        await node.run()
+
+    try:
+        asyncio.run(_main())
+    except Exception as exc:
+        log.error("node %s stopped on error: %s", config.name, exc)
+        return 1
+    finally:
+        node.state.close()
+    return 0
+
+
+def configure_logging(level: str = "INFO", path: Path | None = None) -> None:
+    """Structured-ish logs: one line per event with time, level, logger."""
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if path is not None:
+        handlers.append(logging.FileHandler(path))
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    for noisy in ("web3", "urllib3", "httpx", "httpcore", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
