@@ -35,6 +35,7 @@ class NodeConfig(BaseSettings):
         job_timeout_s: wall-clock cap on one job's execution.
         batch_size, batch_wait_ms: dynamic batching of direct inference (B requests or W ms).
         cache_max_bytes: model cache size limit.
+        rpc_outage_s: seconds of continuous RPC failure before the node gives up (exit 1).
     """
 
     model_config = SettingsConfigDict(env_prefix="ANCHORML_", extra="forbid")
@@ -61,6 +62,7 @@ class NodeConfig(BaseSettings):
     batch_size: int = Field(default=32, ge=1, le=512)
     batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
     cache_max_bytes: int = Field(default=8 << 30, gt=0)
+    rpc_outage_s: float = Field(default=30.0, gt=0)
 
     @field_validator("kinds")
     @classmethod

@@ -26,7 +26,7 @@ from registry.sdk import Anchorml
 
 log = logging.getLogger(__name__)
 
-JOB_EVENTS = ("JobCreated", "ClaimReleased", "ResultCommitted", "JobFinalized", "JobExpired", "JobCancelled")
+JOB_EVENTS = ("JobCreated", "JobClaimed", "ClaimReleased", "ResultCommitted", "JobFinalized", "JobExpired", "JobCancelled")
 REGISTRY_EVENTS = ("VersionRevoked",)
 MAX_REORG_DEPTH = 64
 

@@ -91,12 +91,14 @@ class Node:
             confirmations=self.config.confirmations,
             poll_interval_s=self.config.poll_interval_s,
             scan_window=self.config.scan_window,
+            outage_s=self.config.rpc_outage_s,
         )
         processor = Processor(
             self.sdk, self.state, self.events, self.cache, self.served, self.metrics,
             kinds=self.config.kinds,
             work_dir=self.config.state_dir / "work",
             job_timeout_s=self.config.job_timeout_s,
+            outage_s=self.config.rpc_outage_s,
         )
         assert self.sdk.wallet is not None
         self.health.update(

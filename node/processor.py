@@ -95,7 +95,7 @@ class Processor(Service):
         kinds: list[str],
         work_dir: Path,
         job_timeout_s: float = 1800.0,
-        housekeeping_s: float = 2.0,
+        housekeeping_s: float = 1.0,
         outage_s: float = 30.0,
     ) -> None:
         super().__init__()
@@ -112,6 +112,7 @@ class Processor(Service):
         self.outage_s = outage_s
         self.candidates: dict[int, None] = {}  # ordered set of job ids to look at
         self.watch: dict[int, int] = {}  # unsettled job id → deadline, for housekeeping
+        self.leases: dict[int, int] = {}  # job id → latest lease expiry held by another node
         self.current: int | None = None
         self.address = sdk.wallet.address if sdk.wallet else ""
 
@@ -152,6 +153,10 @@ class Processor(Service):
             kind = JobKind(int(args["kind"])).name
             if kind in self.kinds and self.served.get(bytes(args["versionId"])) is not None:
                 self.candidates[job_id] = None
+        elif event.name == "JobClaimed":
+            job_id = int(args["jobId"])
+            if args["node"] != self.address:
+                self.leases[job_id] = int(args["leaseExpiry"])
         elif event.name == "ClaimReleased":
             job_id = int(args["jobId"])
             if job_id in self.watch and args["node"] != self.address:
@@ -163,6 +168,7 @@ class Processor(Service):
         elif event.name in ("JobFinalized", "JobExpired", "JobCancelled"):
             job_id = int(args["jobId"])
             self.watch.pop(job_id, None)
+            self.leases.pop(job_id, None)
             self.candidates.pop(job_id, None)
             for entry in self.state.attempts(job_id):
                 if entry.state not in ("done", "released", "skipped"):
@@ -348,10 +354,16 @@ class Processor(Service):
     # --- housekeeping --------------------------------------------------------------------------
 
     async def _housekeeping(self) -> None:
-        """Expire overdue jobs and finalize closed reveal rounds (anyone may; races are benign)."""
+        """Expire overdue jobs, finalize closed reveal rounds, and retry jobs whose holder's lease
+        lapsed (anyone may; races are benign)."""
         if not self.watch:
             return
         now = await self._rpc(self.sdk.chain.timestamp, "timestamp")
+        for job_id, lease_expiry in list(self.leases.items()):
+            if now >= lease_expiry:
+                del self.leases[job_id]
+                if job_id in self.watch and not self.state.delivered(job_id):
+                    self.candidates[job_id] = None  # claiming takes over the lapsed slot
         for job_id, deadline in list(self.watch.items()):
             if self.stopping.is_set():
                 return

@@ -63,7 +63,7 @@ def perplexity(
     """Perplexity of ``text`` under ``model`` over non-overlapping windows (see module doc)."""
     import torch
 
-    ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids: list[int] = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     if tokenizer.eos_token_id is not None:
         ids.append(int(tokenizer.eos_token_id))
     ids = ids[: params.max_tokens]

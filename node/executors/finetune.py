@@ -15,7 +15,8 @@ Steps:
 2. mean loss on up to 32 examples (``eval_loss_before``), train ``steps`` steps, measure again;
 3. write ``out_dir/model/``: full and merged LoRA → full model in the parent's dtype
    (``config.json`` + ``model.safetensors``); kept LoRA → ``adapter_config.json`` +
-   ``adapter_model.safetensors`` (no base path recorded); plus tokenizer and README card.
+   ``adapter_model.safetensors`` (base recorded as ``anchorml:parent``, never a local path; load
+   it with :func:`registry.model.safety.load_adapter` onto the parent); plus tokenizer and card.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 
 Task = Literal["causal_lm", "classification"]
 EVAL_EXAMPLES = 32
+ADAPTER_BASE = "anchorml:parent"  # the base is the parent version in the registry lineage
 
 
 def run(model_dir: Path, input_path: Path, params: FinetuneParams, out_dir: Path) -> ExecutorResult:
@@ -230,9 +232,9 @@ def _accuracy(model: Any, batches: Sequence[dict[str, torch.Tensor]]) -> float:
 
 
 def _save_adapter(model: Any, tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
-    """Save a LoRA adapter without the local base path (it differs per worker)."""
+    """Save a LoRA adapter; the base is named :data:`ADAPTER_BASE`, not a worker-local path."""
     for config in model.peft_config.values():
-        config.base_model_name_or_path = None
+        config.base_model_name_or_path = ADAPTER_BASE
         config.revision = None
     model.save_pretrained(str(target), safe_serialization=True)
     tokenizer.save_pretrained(str(target))

@@ -41,7 +41,7 @@ def lm_blocks(tokenizer: PreTrainedTokenizerBase, text: str, seq_len: int) -> to
     """Tokenize ``text`` (+ EOS) and cut it into ``[n, seq_len]`` blocks (one shorter if tiny)."""
     import torch
 
-    ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids: list[int] = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     if tokenizer.eos_token_id is not None:
         ids.append(int(tokenizer.eos_token_id))
     if len(ids) < 2:

@@ -48,7 +48,12 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-def _sources(dirs: Iterable[Path]) -> dict[str, str]:
+#: Directories whose ``*.sol`` files :func:`build` compiles (contracts, then test helpers).
+SOURCE_DIRS = (CONTRACTS_DIR / "src", CONTRACTS_DIR / "test")
+
+
+def collect_sources(dirs: Iterable[Path] = SOURCE_DIRS) -> dict[str, str]:
+    """The sources :func:`build` compiles: path relative to the repo root → text."""
     out: dict[str, str] = {}
     for d in dirs:
         for path in sorted(d.glob("*.sol")):
@@ -119,7 +124,7 @@ def build(out_dir: Path = BUILD_DIR) -> dict[str, str]:
     Returns:
         The artifacts written, relative name → JSON text.
     """
-    sources = _sources([CONTRACTS_DIR / "src", CONTRACTS_DIR / "test"])
+    sources = collect_sources()
     artifacts = render_artifacts(sources, compile_sources(sources))
     for rel, text in artifacts.items():
         _write_atomic(out_dir / rel, text)

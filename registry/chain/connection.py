@@ -136,7 +136,13 @@ def connect(url: str, *, timeout: float = 30.0) -> Chain:
             f"RPC URL {url!r} is not an http(s) URL: set ANCHORML_RPC_URL or --rpc "
             "(e.g. http://127.0.0.1:8545)"
         )
-    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    w3 = Web3(
+        Web3.HTTPProvider(
+            url,
+            request_kwargs={"timeout": timeout},
+            exception_retry_configuration=_retry_configuration(),
+        )
+    )
     chain = Chain(w3=w3, url=url)
     try:
         chain.chain_id  # noqa: B018 - probe the endpoint once
@@ -146,6 +152,26 @@ def connect(url: str, *, timeout: float = 30.0) -> Chain:
             "start it (`anchorml up`, anvil) or fix ANCHORML_RPC_URL / --rpc"
         ) from None
     return chain
+
+
+def _retry_configuration() -> Any:
+    """Retry transport failures (refused, timeouts, HTTP 429/5xx) with backoff, for reads and for
+    ``eth_sendRawTransaction`` (re-sending the same signed tx is harmless: "already known")."""
+    import requests
+    from web3.providers.rpc.utils import REQUEST_RETRY_ALLOWLIST, ExceptionRetryConfiguration
+
+    return ExceptionRetryConfiguration(
+        errors=(requests.ConnectionError, requests.Timeout, requests.HTTPError),
+        retries=6,
+        backoff_factor=0.05,
+        method_allowlist=[
+            *REQUEST_RETRY_ALLOWLIST,
+            "eth_getLogs",
+            "eth_sendRawTransaction",
+            "eth_feeHistory",
+            "eth_maxPriorityFeePerGas",
+        ],
+    )
 
 
 def load_account(private_key: str | None = None, key_file: str | None = None) -> LocalAccount:

@@ -406,6 +406,16 @@ class ReentrancyGuardReentrantCall(ContractRevertError):
     param_types: tuple[str, ...] = ()
 
 
+class ReservedTag(ContractRevertError):
+    """Solidity ``ReservedTag(string)``."""
+
+    error_name = "ReservedTag"
+    code = "reserved_tag"
+    signature = "ReservedTag(string)"
+    param_names: tuple[str, ...] = ("tag",)
+    param_types: tuple[str, ...] = ("string",)
+
+
 class RevealWindow(ContractRevertError):
     """Solidity ``RevealWindow(uint64,uint40)``."""
 
@@ -538,6 +548,7 @@ BY_SELECTOR: dict[bytes, type[ContractRevertError]] = {
     bytes.fromhex("4c8fa21d"): NothingToRollBack,
     bytes.fromhex("dc69dc16"): NothingToWithdraw,
     bytes.fromhex("3ee5aeb5"): ReentrancyGuardReentrantCall,
+    bytes.fromhex("dbf64cfb"): ReservedTag,
     bytes.fromhex("2e10a3c6"): RevealWindow,
     bytes.fromhex("6dfcc650"): SafeCastOverflowedUintDowncast,
     bytes.fromhex("daac4151"): StakeLocked,

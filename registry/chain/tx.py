@@ -138,6 +138,16 @@ class Wallet:
         self._await_confirmations(sent)
         return sent
 
+    def resync_nonce(self) -> None:
+        """Forget the locally tracked nonce; the next send reads it from the chain again.
+
+        Call it after the chain's history changed under the wallet (a reorg, or a dev chain
+        reverted to a snapshot): the tracked nonce only grows, so it would otherwise stay ahead
+        of the chain and every later transaction would wait forever in the mempool.
+        """
+        with self._lock:
+            self._next_nonce = None
+
     # --- internals ---------------------------------------------------------------------------
 
     def _take_nonce(self) -> int:
@@ -200,6 +210,8 @@ class Wallet:
                 return self.chain.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
             except TransactionNotFound:
                 pass
+            except Exception as exc:  # a flaky endpoint must not lose track of a sent tx
+                log.info("receipt poll for %s failed (%s); polling on", tx_hash, type(exc).__name__)
             if time.monotonic() >= deadline:
                 return None
             time.sleep(delay)

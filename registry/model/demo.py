@@ -188,7 +188,7 @@ def export_smollm2(
 
     def build(tmp: Path) -> None:
         started = time.monotonic()
-        source = dict(local_files_only=True, gguf_file=gguf.name)
+        source = {"local_files_only": True, "gguf_file": gguf.name}
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **source)
         quantized = AutoModelForCausalLM.from_pretrained(
             str(gguf.parent), dtype=torch.float32, **source
@@ -199,15 +199,19 @@ def export_smollm2(
         settings["architectures"] = [type(quantized).__name__]
         config = type(quantized.config).from_dict(settings)
         with no_init_weights():
-            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+                config, dtype=torch.float32
+            )
         model.load_state_dict(quantized.state_dict(), strict=True)
         model.tie_weights()
         del quantized
         model.to(getattr(torch, dtype))
-        model.generation_config = GenerationConfig(
-            bos_token_id=config.bos_token_id,
-            eos_token_id=config.eos_token_id,
-            pad_token_id=config.pad_token_id,
+        model.generation_config = GenerationConfig.from_dict(
+            {
+                "bos_token_id": config.bos_token_id,
+                "eos_token_id": config.eos_token_id,
+                "pad_token_id": config.pad_token_id,
+            }
         )
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
@@ -260,7 +264,7 @@ def make_tiny_gpt2(out_dir: Path, seed: int = 0, *, weights: bool = True) -> Pat
     """
     import torch
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import GPT2Config, GPT2LMHeadModel, GenerationConfig, PreTrainedTokenizerFast
+    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     def build(tmp: Path) -> None:
         vocab = {char: byte for byte, char in _bytes_to_unicode().items()}
@@ -269,7 +273,7 @@ def make_tiny_gpt2(out_dir: Path, seed: int = 0, *, weights: bool = True) -> Pat
         backend.decoder = decoders.ByteLevel()
         specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
         backend.add_special_tokens([AddedToken(t, special=True) for t in specials])
-        tokenizer = PreTrainedTokenizerFast(
+        tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
             tokenizer_object=backend,
             bos_token="<|endoftext|>",
             eos_token="<|endoftext|>",
@@ -292,8 +296,8 @@ def make_tiny_gpt2(out_dir: Path, seed: int = 0, *, weights: bool = True) -> Pat
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 model = GPT2LMHeadModel(config)
-            model.generation_config = GenerationConfig(
-                bos_token_id=256, eos_token_id=256, pad_token_id=256
+            model.generation_config = GenerationConfig.from_dict(
+                {"bos_token_id": 256, "eos_token_id": 256, "pad_token_id": 256}
             )
             model.save_pretrained(str(tmp))
         else:

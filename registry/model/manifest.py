@@ -69,7 +69,10 @@ class Manifest:
             data = json.loads(raw)
             if data.get("schema") != SCHEMA:
                 raise ModelError(f"unsupported manifest schema {data.get('schema')!r}")
-            files = {str(k): FileEntry(str(v["sha256"]), int(v["size"])) for k, v in data["files"].items()}
+            files = {
+                str(k): FileEntry(str(v["sha256"]), int(v["size"]))
+                for k, v in data["files"].items()
+            }
             for name in files:
                 _check_relpath(name)
             return cls(

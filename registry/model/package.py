@@ -213,7 +213,9 @@ class ModelCache:
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
         try:
             tree = self.store.get(
-                version.cid, staging / "m", max_size=manifest.total_size + MAX_MANIFEST_BYTES,
+                version.cid,
+                staging / "m",
+                max_size=manifest.total_size + MAX_MANIFEST_BYTES,
                 progress=progress,
             )
             verify_tree(tree, manifest)

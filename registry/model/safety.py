@@ -31,14 +31,13 @@ tensor is stored unchanged; tied weights are stored once, under their source nam
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickletools
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from registry.errors import ModelError, UnsafeModelError
 
@@ -129,7 +128,7 @@ def _check_file(root: Path, file: Path) -> None:
         _check_json(file, rel)
 
 
-def _is_pickle(stream: io.BufferedIOBase, head: bytes) -> bool:
+def _is_pickle(stream: IO[bytes], head: bytes) -> bool:
     """True if ``stream`` holds a pickle. Opcodes are only decoded, never executed."""
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return True
@@ -238,7 +237,10 @@ def load_config(path: str | os.PathLike[str]) -> PretrainedConfig:
     from transformers import AutoConfig
 
     root = _full_model_dir(path)
-    return AutoConfig.from_pretrained(str(root), trust_remote_code=False, local_files_only=True)
+    config: PretrainedConfig = AutoConfig.from_pretrained(
+        str(root), trust_remote_code=False, local_files_only=True
+    )
+    return config
 
 
 def load_tokenizer(path: str | os.PathLike[str]) -> PreTrainedTokenizerBase:
@@ -256,7 +258,7 @@ def load_tokenizer(path: str | os.PathLike[str]) -> PreTrainedTokenizerBase:
 def load_causal_lm(
     path: str | os.PathLike[str], *, dtype: torch.dtype | None = None
 ) -> PreTrainedModel:
-    """Load a causal LM (``AutoModelForCausalLM``) in eval mode; ``dtype=None`` keeps the stored one."""
+    """Load a causal LM (``AutoModelForCausalLM``) in eval mode; ``dtype=None``: as stored."""
     from transformers import AutoModelForCausalLM
 
     return _load(AutoModelForCausalLM, _full_model_dir(path), dtype)
@@ -319,9 +321,7 @@ def load_adapter(
     return PeftModel.from_pretrained(base, str(root), is_trainable=trainable)
 
 
-def _load(
-    auto_cls: Any, root: Path, dtype: torch.dtype | None, **kwargs: Any
-) -> PreTrainedModel:
+def _load(auto_cls: Any, root: Path, dtype: torch.dtype | None, **kwargs: Any) -> PreTrainedModel:
     if (root / INT8_WEIGHTS_FILE).is_file():
         return _load_int8(auto_cls, root, dtype, **kwargs)
     try:
@@ -335,7 +335,7 @@ def _load(
         )
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"cannot load model from {root}: {exc}") from exc
-    model.eval()
+    model.train(False)
     return model
 
 
@@ -358,7 +358,9 @@ def _load_int8(
     with safe_open(str(root / INT8_WEIGHTS_FILE), framework="pt") as reader:
         meta = reader.metadata() or {}
         if meta.get("anchorml_quant") != INT8_FORMAT:
-            raise ModelError(f"{INT8_WEIGHTS_FILE}: unknown quantization {meta.get('anchorml_quant')}")
+            raise ModelError(
+                f"{INT8_WEIGHTS_FILE}: unknown quantization {meta.get('anchorml_quant')}"
+            )
         target = getattr(torch, meta.get("dtype", "float32"), None)
         if not isinstance(target, torch.dtype):
             raise ModelError(f"{INT8_WEIGHTS_FILE}: unknown dtype {meta.get('dtype')}")
@@ -384,7 +386,5 @@ def _load_int8(
             f"unexpected {sorted(result.unexpected_keys)[:3]}"
         )
     model.tie_weights()
-    if dtype is not None:
-        model.to(dtype)
-    model.eval()
+    model.train(False)
     return model

@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Self
 
 from registry.errors import CorruptContentError, StoreError
 from registry.store import car
+from registry.store.atomic import atomic_dir, atomic_file
 from registry.store.builder import (
     BlockSink,
     DagEntry,
@@ -37,67 +35,17 @@ from registry.store.builder import (
     build_path,
 )
 from registry.store.cid import CID, DAG_PB, RAW
-from registry.store.dagpb import PBNode, UnixFSData, UnixFSType, decode_node, decode_unixfs
+from registry.store.dagpb import decode_node
+from registry.store.unixfs import (
+    DirEntry,
+    NodeStat,
+    Piece,
+    dir_entries,
+    file_children,
+    node_stat,
+)
 
 CidLike = CID | str
-Kind = Literal["file", "directory", "symlink", "other"]
-
-
-@dataclass(frozen=True, slots=True)
-class NodeStat:
-    """What a CID names.
-
-    Attributes:
-        cid: the CID asked about.
-        kind: ``file`` (raw leaf or UnixFS file), ``directory``, ``symlink`` or ``other``.
-        size: content bytes of a file; cumulative DAG size of anything else.
-        block_size: bytes of the root block itself.
-        links: number of links of the root block.
-    """
-
-    cid: CID
-    kind: Kind
-    size: int
-    block_size: int
-    links: int
-
-
-@dataclass(frozen=True, slots=True)
-class DirEntry:
-    """One entry of a UnixFS directory."""
-
-    name: str
-    cid: CID
-    tsize: int
-
-
-@dataclass(frozen=True, slots=True)
-class Piece:
-    """One step of reading a file: inline bytes already verified, or a raw leaf to fetch.
-
-    Attributes:
-        cid: raw leaf to fetch, or ``None`` when ``data`` is set.
-        data: bytes carried inside an already verified dag-pb node.
-        size: expected length of the leaf (``None`` when the file is a bare raw block).
-    """
-
-    cid: CID | None
-    data: bytes | None
-    size: int | None
-
-
-def _decode_unixfs_node(block: bytes) -> tuple[PBNode, UnixFSData]:
-    node = decode_node(block)
-    return node, decode_unixfs(node.data)
-
-
-_KINDS: dict[UnixFSType, Kind] = {
-    UnixFSType.FILE: "file",
-    UnixFSType.RAW: "file",
-    UnixFSType.DIRECTORY: "directory",
-    UnixFSType.HAMT_SHARD: "directory",
-    UnixFSType.SYMLINK: "symlink",
-}
 
 
 def _check_size(info: NodeStat, max_size: int | None) -> None:
@@ -148,7 +96,7 @@ class ContentStore(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (HTTP connections); the store is unusable afterwards."""
 
-    def __enter__(self) -> ContentStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -256,18 +204,7 @@ class ContentStore(ABC):
     def stat(self, cid: CidLike) -> NodeStat:
         """Describe what ``cid`` names, from its root block alone."""
         root = CID.parse(cid)
-        block = self.get_block(root)
-        if root.codec == RAW:
-            return NodeStat(root, "file", len(block), len(block), 0)
-        if root.codec != DAG_PB:
-            return NodeStat(root, "other", len(block), len(block), 0)
-        node, meta = _decode_unixfs_node(block)
-        kind = _KINDS.get(meta.type, "other")
-        if kind == "file":
-            size = meta.filesize if meta.filesize is not None else len(meta.data)
-        else:
-            size = len(block) + sum(link.tsize or 0 for link in node.links)
-        return NodeStat(root, kind, size, len(block), len(node.links))
+        return node_stat(root, self.get_block(root))
 
     def ls(self, cid: CidLike) -> list[DirEntry]:
         """Entries of a UnixFS directory, in link order.
@@ -277,18 +214,7 @@ class ContentStore(ABC):
             CorruptContentError: an entry name is unsafe (empty, ``.``, ``..``, has ``/``).
         """
         root = CID.parse(cid)
-        if root.codec != DAG_PB:
-            raise StoreError(f"{root} is not a directory")
-        node, meta = _decode_unixfs_node(self.get_block(root))
-        if meta.type != UnixFSType.DIRECTORY:
-            raise StoreError(f"{root} is not a directory")
-        entries: list[DirEntry] = []
-        for link in node.links:
-            name = link.name or ""
-            if name in ("", ".", "..") or "/" in name or "\0" in name:
-                raise CorruptContentError(f"directory {root} has an unsafe entry name {name!r}")
-            entries.append(DirEntry(name, link.cid, link.tsize or 0))
-        return entries
+        return dir_entries(root, self.get_block(root))
 
     def file_plan(self, cid: CidLike) -> Iterator[Piece]:
         """The leaves of a UnixFS file in order, fetching (and verifying) interior nodes only.
@@ -308,26 +234,11 @@ class ContentStore(ABC):
             return
         if cid.codec != DAG_PB:
             raise StoreError(f"{cid} is not a UnixFS file (codec 0x{cid.codec:x})")
-        node, meta = _decode_unixfs_node(self.get_block(cid))
-        if meta.type == UnixFSType.DIRECTORY or meta.type == UnixFSType.HAMT_SHARD:
-            raise StoreError(f"{cid} is a directory, not a file")
-        if meta.type not in (UnixFSType.FILE, UnixFSType.RAW):
-            raise StoreError(f"{cid} is a UnixFS {meta.type.name.lower()}, not a file")
-        if len(node.links) != len(meta.blocksizes):
-            raise CorruptContentError(
-                f"file node {cid}: {len(node.links)} links, blocksizes differ"
-            )
-        total = len(meta.data) + sum(meta.blocksizes)
-        if meta.filesize is not None and meta.filesize != total:
-            raise CorruptContentError(f"file node {cid}: filesize {meta.filesize} != {total}")
-        if expected is not None and expected != total:
-            raise CorruptContentError(
-                f"file node {cid}: holds {total} bytes, parent says {expected}"
-            )
-        if meta.data:
-            yield Piece(None, meta.data, len(meta.data))
-        for link, size in zip(node.links, meta.blocksizes, strict=True):
-            yield from self._plan(link.cid, size)
+        data, children = file_children(cid, self.get_block(cid), expected)
+        if data:
+            yield Piece(None, data, len(data))
+        for child, size in children:
+            yield from self._plan(child, size)
 
     def cat(self, cid: CidLike) -> Iterator[bytes]:
         """Stream the content of a UnixFS file, every block verified.
@@ -386,23 +297,14 @@ class ContentStore(ABC):
         target = Path(out)
         info = self.stat(root)
         _check_size(info, max_size)
-        target.parent.mkdir(parents=True, exist_ok=True)
         if info.kind == "directory":
-            if target.exists():
-                raise StoreError(f"cannot get directory {root}: {target} already exists")
-            tmp_dir = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            try:
-                self._get_dir(root, Path(tmp_dir), progress)
-                os.rename(tmp_dir, target)
-            except BaseException:
-                shutil.rmtree(tmp_dir, ignore_errors=True)
-                raise
+            with atomic_dir(target) as tmp:
+                self._get_dir(root, tmp, progress)
         elif info.kind == "file":
-            self._get_file(root, target, progress)
+            with atomic_file(target) as handle:
+                self._write_file(root, handle, progress)
         else:
-            raise StoreError(
-                f"cannot get {root}: a UnixFS {info.kind} is neither file nor directory"
-            )
+            raise StoreError(f"cannot get {root}: a UnixFS {info.kind} is not a file or directory")
         return target
 
     def _write_file(self, cid: CID, handle: BinaryIO, progress: ProgressFn | None) -> None:
@@ -410,19 +312,6 @@ class ContentStore(ABC):
             handle.write(piece)
             if progress is not None:
                 progress(len(piece))
-
-    def _get_file(self, cid: CID, target: Path, progress: ProgressFn | None) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                self._write_file(cid, handle, progress)
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
 
     def _get_dir(self, cid: CID, target: Path, progress: ProgressFn | None) -> None:
         for entry in self.ls(cid):
@@ -461,18 +350,8 @@ class ContentStore(ABC):
         """Write the DAG under ``cid`` as a CARv1 file (atomically) and return its path."""
         root = CID.parse(cid)
         target = Path(out)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                car.write_car(handle, [root], self.walk(root))
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        with atomic_file(target) as handle:
+            car.write_car(handle, [root], self.walk(root))
         return target
 
     def import_car(self, path: str | os.PathLike[str], *, pin: bool = True) -> list[CID]:

@@ -331,4 +331,6 @@ def tree_size(path: Path, *, include_hidden: bool = False) -> int:
     """Content bytes an add of ``path`` will read (for progress bars)."""
     if path.is_dir():
         return sum(e.size for e in iter_tree(path, include_hidden=include_hidden))
+    if not path.exists():
+        raise StoreError(f"no such file or directory: {path}")
     return path.stat().st_size

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator, Sequence
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from registry.errors import CorruptContentError, InvalidCIDError, StoreError
 from registry.store.cid import CID, decode_varint, encode_varint
@@ -23,6 +23,12 @@ MAX_SECTION = 8 << 20
 """Largest block section accepted (IPFS blocks are at most 2 MiB in practice)."""
 
 MAX_HEADER = 1 << 20
+
+
+class Readable(Protocol):
+    """Anything with ``read(size) -> bytes`` (a file, a streamed HTTP body)."""
+
+    def read(self, size: int, /) -> bytes: ...
 
 
 # --- CBOR (the subset a CAR header uses) -------------------------------------------------------
@@ -157,7 +163,7 @@ def write_car(out: BinaryIO, roots: Sequence[CID], blocks: Iterable[tuple[CID, b
 # --- reading -----------------------------------------------------------------------------------
 
 
-def _read_varint(stream: BinaryIO) -> int | None:
+def _read_varint(stream: Readable) -> int | None:
     """Read one varint; ``None`` at a clean end of stream."""
     buf = bytearray()
     while True:
@@ -176,7 +182,7 @@ def _read_varint(stream: BinaryIO) -> int | None:
             raise CorruptContentError("malformed CAR length: varint too long")
 
 
-def _read_exact(stream: BinaryIO, size: int) -> bytes:
+def _read_exact(stream: Readable, size: int) -> bytes:
     data = stream.read(size)
     if len(data) != size:
         raise CorruptContentError(f"truncated CAR: expected {size} bytes, got {len(data)}")
@@ -191,7 +197,7 @@ class CarReader:
     stream or a section larger than :data:`MAX_SECTION`.
     """
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: Readable) -> None:
         self._stream = stream
         size = _read_varint(stream)
         if size is None:
@@ -217,7 +223,7 @@ class CarReader:
             yield cid, data
 
 
-def read_car(stream: BinaryIO) -> tuple[list[CID], list[tuple[CID, bytes]]]:
+def read_car(stream: Readable) -> tuple[list[CID], list[tuple[CID, bytes]]]:
     """Read a whole (small) CAR into memory: ``(roots, blocks)``, every block verified."""
     reader = CarReader(stream)
     return reader.roots, list(reader)

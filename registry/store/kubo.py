@@ -13,7 +13,7 @@ Python client, ``ipfshttpclient``, is unmaintained and refuses current daemons w
   hashes each leaf-sized slice against the leaf CID named by its (verified) parent.
 * ``export_car`` streams ``dag/export`` and verifies the CAR before renaming it into place;
   ``import_car`` verifies the CAR locally before ``dag/import`` (js-ipfs does not check hashes).
-* Errors are translated once, in :func:`_raise_for`: unreachable daemon →
+* Errors are translated once, in :func:`registry.store.rpc.raise_for`: unreachable daemon →
   ``StoreUnavailableError``; missing content or timeout → ``ContentNotFoundError``; other API
   errors → ``StoreError``.
 
@@ -26,25 +26,22 @@ existence checks use a short ``timeout``.
 from __future__ import annotations
 
 import io
-import json
+import itertools
 import os
-import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
-from urllib.parse import quote
+from typing import Any, BinaryIO
 
 import httpx
 
 from registry.errors import (
     ContentNotFoundError,
     CorruptContentError,
-    InvalidCIDError,
     StoreError,
     StoreUnavailableError,
 )
 from registry.store import car
+from registry.store.atomic import atomic_file
 from registry.store.base import CidLike, ContentStore
 from registry.store.builder import (
     AddedEntry,
@@ -57,6 +54,10 @@ from registry.store.builder import (
 )
 from registry.store.chunker import CHUNK_SIZE
 from registry.store.cid import CID, CODEC_NAMES, RAW
+from registry.store.rpc import ExactReader, RpcClient, Upload, seconds
+
+MAX_RAW_ROOT = 4 << 20
+"""Most bytes read for a file that is one bare raw block (IPFS blocks are at most 2 MiB)."""
 
 ADD_PARAMS: dict[str, str] = {
     "cid-version": "1",
@@ -69,101 +70,6 @@ ADD_PARAMS: dict[str, str] = {
     "progress": "false",
 }
 """The ``/api/v0/add`` parameters that make a daemon's CIDs equal the embedded store's."""
-
-_NOT_FOUND_HINTS = (
-    "not found",
-    "timed out",
-    "deadline exceeded",
-    "no link named",
-    "could not find",
-    "no such",
-)
-_MAX_RAW_ROOT = 4 << 20
-
-
-def _raise_for(response: httpx.Response, what: str) -> NoReturn:
-    """Translate an RPC error response into the store's typed errors."""
-    try:
-        response.read()
-        body = response.json()
-        message = str(body.get("Message", "")) if isinstance(body, dict) else ""
-    except (ValueError, httpx.HTTPError):
-        message = ""
-    message = message or response.text[:200] or response.reason_phrase
-    lowered = message.lower()
-    if any(hint in lowered for hint in _NOT_FOUND_HINTS):
-        raise ContentNotFoundError(f"{what}: {message}")
-    if "invalid" in lowered and "cid" in lowered:
-        raise InvalidCIDError(f"{what}: {message}")
-    raise StoreError(f"{what}: IPFS API error {response.status_code}: {message}")
-
-
-def _seconds(value: float) -> str:
-    """A duration as the API's ``timeout`` parameter wants it (``"30s"``, ``"0.5s"``)."""
-    return f"{value:g}s"
-
-
-class _Upload:
-    """A streaming ``multipart/form-data`` body.
-
-    Each part is ``(name, source)``: a path or open stream for a file, ``None`` for a
-    directory. Names are URL-encoded, as Kubo and js-ipfs decode them.
-    """
-
-    def __init__(self, progress: ProgressFn | None = None) -> None:
-        self.boundary = uuid.uuid4().hex
-        self.parts: list[tuple[str, Path | BinaryIO | None]] = []
-        self.progress = progress
-
-    @property
-    def content_type(self) -> str:
-        return f"multipart/form-data; boundary={self.boundary}"
-
-    def _head(self, name: str, ctype: str) -> bytes:
-        return (
-            f"--{self.boundary}\r\n"
-            f'Content-Disposition: form-data; name="file"; filename="{quote(name, safe="")}"\r\n'
-            f"Content-Type: {ctype}\r\n\r\n"
-        ).encode()
-
-    def __iter__(self) -> Iterator[bytes]:
-        for name, source in self.parts:
-            if source is None:
-                yield self._head(name, "application/x-directory") + b"\r\n"
-                continue
-            yield self._head(name, "application/octet-stream")
-            handle = open(source, "rb") if isinstance(source, Path) else source
-            try:
-                while chunk := handle.read(1 << 20):
-                    if self.progress is not None:
-                        self.progress(len(chunk))
-                    yield chunk
-            finally:
-                if isinstance(source, Path):
-                    handle.close()
-            yield b"\r\n"
-        yield f"--{self.boundary}--\r\n".encode()
-
-
-class _Exact:
-    """Read exact byte counts from an iterator of chunks (a streamed HTTP body)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buf = bytearray()
-
-    def read(self, size: int) -> bytes:
-        while len(self._buf) < size:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buf += chunk
-        out = bytes(self._buf[:size])
-        del self._buf[:size]
-        return out
-
-    def at_end(self) -> bool:
-        return not self.read(1)
 
 
 class KuboStore(ContentStore):
@@ -187,11 +93,10 @@ class KuboStore(ContentStore):
         local_timeout: float = 1.0,
         client: httpx.Client | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
-        self._api = self.url + "/api/v0/"
+        self._rpc = RpcClient(url, timeout=timeout, client=client)
+        self.url = self._rpc.url
         self.fetch_timeout = fetch_timeout
         self.local_timeout = local_timeout
-        self._client = client or httpx.Client(timeout=httpx.Timeout(timeout))
         self._flavour: str | None = None
 
     def __repr__(self) -> str:
@@ -199,67 +104,29 @@ class KuboStore(ContentStore):
 
     def close(self) -> None:
         """Close the HTTP connections."""
-        self._client.close()
+        self._rpc.close()
 
-    # --- transport -----------------------------------------------------------------------------
-
-    def _stream(self, command: str, params: dict[str, str], **kwargs: Any) -> httpx.Response:
-        """POST ``command`` and return the open, successful streamed response."""
-        request = self._client.build_request("POST", self._api + command, params=params, **kwargs)
-        try:
-            response = self._client.send(request, stream=True)
-        except httpx.TransportError as exc:
-            raise StoreUnavailableError(f"IPFS API at {self.url} unreachable: {exc}") from exc
-        if response.status_code != 200:
-            try:
-                _raise_for(response, f"{command} {params.get('arg', '')}".strip())
-            finally:
-                response.close()
-        return response
-
-    def _call(self, command: str, params: dict[str, str], **kwargs: Any) -> bytes:
-        response = self._stream(command, params, **kwargs)
-        try:
-            return response.read()
-        except httpx.TransportError as exc:
-            raise StoreUnavailableError(
-                f"IPFS API at {self.url} failed mid-response: {exc}"
-            ) from exc
-        finally:
-            response.close()
-
-    def _json_lines(
-        self, command: str, params: dict[str, str], **kwargs: Any
-    ) -> list[dict[str, Any]]:
-        lines: list[dict[str, Any]] = []
-        for line in self._call(command, params, **kwargs).splitlines():
-            if not line.strip():
-                continue
-            item = json.loads(line)
-            if isinstance(item, dict) and item.get("Type") == "error":
-                raise StoreError(f"{command}: {item.get('Message', 'IPFS API error')}")
-            lines.append(item)
-        return lines
+    # --- daemon -------------------------------------------------------------------------------
 
     @property
     def flavour(self) -> str:
         """``"js-ipfs"`` or ``"kubo"``, from the daemon's agent version (cached)."""
         if self._flavour is None:
-            agent = str(self._json_lines("id", {})[0].get("AgentVersion", ""))
+            agent = str(self._rpc.json_lines("id", {})[0].get("AgentVersion", ""))
             self._flavour = "js-ipfs" if agent.startswith("js-ipfs") else "kubo"
         return self._flavour
 
     def version(self) -> dict[str, Any]:
         """The daemon's ``/api/v0/version`` answer."""
-        return self._json_lines("version", {})[0]
+        return self._rpc.json_lines("version", {})[0]
 
     # --- blocks --------------------------------------------------------------------------------
 
     def get_block(self, cid: CidLike) -> bytes:
         """Fetch one block (``block/get``) and verify it against ``cid``."""
         parsed = CID.parse(cid)
-        data = self._call(
-            "block/get", {"arg": str(parsed), "timeout": _seconds(self.fetch_timeout)}
+        data = self._rpc.call(
+            "block/get", {"arg": str(parsed), "timeout": seconds(self.fetch_timeout)}
         )
         parsed.verify(data)
         return data
@@ -269,10 +136,10 @@ class KuboStore(ContentStore):
         params = {
             "arg": str(CID.parse(cid)),
             "offline": "true",
-            "timeout": _seconds(self.local_timeout),
+            "timeout": seconds(self.local_timeout),
         }
         try:
-            self._call("block/stat", params)
+            self._rpc.call("block/stat", params)
         except ContentNotFoundError:
             return False
         return True
@@ -288,9 +155,9 @@ class KuboStore(ContentStore):
             params |= {"format": name, "version": "1"}
         else:
             params |= {"cid-codec": name}
-        upload = _Upload()
+        upload = Upload()
         upload.parts.append(("block", io.BytesIO(data)))
-        answer = self._json_lines(
+        answer = self._rpc.json_lines(
             "block/put", params, content=iter(upload), headers={"Content-Type": upload.content_type}
         )
         got = CID.parse(str(answer[-1]["Key"]))
@@ -300,12 +167,12 @@ class KuboStore(ContentStore):
 
     def pin(self, cid: CidLike) -> None:
         """``pin/add`` recursively (the daemon checks the DAG is complete)."""
-        self._call(
+        self._rpc.call(
             "pin/add",
             {
                 "arg": str(CID.parse(cid)),
                 "recursive": "true",
-                "timeout": _seconds(self.fetch_timeout),
+                "timeout": seconds(self.fetch_timeout),
             },
         )
 
@@ -320,7 +187,7 @@ class KuboStore(ContentStore):
         """``add`` one stream as a file (``only_hash`` computes the CID locally instead)."""
         if only_hash:
             return super().add_stream(stream, only_hash=True, progress=progress)
-        upload = _Upload(progress)
+        upload = Upload(progress)
         upload.parts.append(("file", stream))
         return self._add(upload, "file", {})
 
@@ -349,7 +216,7 @@ class KuboStore(ContentStore):
         if not root.exists():
             raise StoreError(f"no such file or directory: {root}")
         name = root.name or "root"
-        upload = _Upload(progress)
+        upload = Upload(progress)
         if not root.is_dir():
             upload.parts.append((name, root))
             return self._add(upload, name, {name: (False, root.stat().st_size)}, on_entry)
@@ -376,7 +243,7 @@ class KuboStore(ContentStore):
 
     def _add(
         self,
-        upload: _Upload,
+        upload: Upload,
         root_name: str,
         kinds: dict[str, tuple[bool, int]],
         on_entry: EntryFn | None = None,
@@ -386,7 +253,7 @@ class KuboStore(ContentStore):
         ``kinds`` maps each uploaded path to ``(is_dir, file size)`` for ``on_entry``, which is
         called in the daemon's order (children before their directory).
         """
-        lines = self._json_lines(
+        lines = self._rpc.json_lines(
             "add",
             ADD_PARAMS | {"pin": "true"},
             content=iter(upload),
@@ -413,17 +280,22 @@ class KuboStore(ContentStore):
         """Stream a file via ``/api/v0/cat``, hashing each leaf slice against its CID."""
         root = CID.parse(cid)
         plan = self.file_plan(root)
-        response = self._stream("cat", {"arg": str(root), "timeout": _seconds(self.fetch_timeout)})
+        first = next(plan, None)  # fetches the root node: a missing root fails before cat
+        if first is None:
+            return  # an empty dag-pb file
+        response = self._rpc.stream(
+            "cat", {"arg": str(root), "timeout": seconds(self.fetch_timeout)}
+        )
         try:
-            body = _Exact(response.iter_raw())
-            for piece in plan:
+            body = ExactReader(response.iter_bytes())
+            for piece in itertools.chain([first], plan):
                 if piece.data is not None:
                     if body.read(len(piece.data)) != piece.data:
                         raise CorruptContentError(f"daemon's cat of {root} differs from its DAG")
                     yield piece.data
                     continue
                 assert piece.cid is not None
-                size = piece.size if piece.size is not None else _MAX_RAW_ROOT
+                size = piece.size if piece.size is not None else MAX_RAW_ROOT
                 data = body.read(size)
                 if piece.size is not None and len(data) != piece.size:
                     raise CorruptContentError(f"cat of {root} ended early (leaf {piece.cid})")
@@ -437,34 +309,26 @@ class KuboStore(ContentStore):
             response.close()
 
     def export_car(self, cid: CidLike, out: str | os.PathLike[str]) -> Path:
-        """``dag/export`` to ``out``; the CAR is verified before it is renamed into place."""
+        """``dag/export`` to ``out``, verifying every block as it streams in.
+
+        The CAR is renamed into place only if its root is ``cid`` and every block matches its
+        CID; otherwise nothing is left behind.
+        """
         root = CID.parse(cid)
         target = Path(out)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                response = self._stream(
-                    "dag/export", {"arg": str(root), "timeout": _seconds(self.fetch_timeout)}
-                )
-                try:
-                    for chunk in response.iter_raw():
-                        handle.write(chunk)
-                finally:
-                    response.close()
-            with open(tmp, "rb") as handle:
-                reader = car.CarReader(handle)
+        params = {"arg": str(root), "timeout": seconds(self.fetch_timeout)}
+        with atomic_file(target) as handle:
+            response = self._rpc.stream("dag/export", params)
+            try:
+                reader = car.CarReader(_Tee(ExactReader(response.iter_bytes()), handle))
                 if [r.multihash for r in reader.roots] != [root.multihash]:
                     raise CorruptContentError(f"dag/export of {root} has roots {reader.roots}")
                 for _block in reader:
                     pass
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+            except httpx.TransportError as exc:
+                raise StoreUnavailableError(f"IPFS API at {self.url} failed mid-export") from exc
+            finally:
+                response.close()
         return target
 
     def import_car(self, path: str | os.PathLike[str], *, pin: bool = True) -> list[CID]:
@@ -475,9 +339,9 @@ class KuboStore(ContentStore):
                 pass
             roots = reader.roots
         with open(path, "rb") as handle:
-            upload = _Upload()
+            upload = Upload()
             upload.parts.append(("car", handle))
-            answer = self._json_lines(
+            answer = self._rpc.json_lines(
                 "dag/import",
                 {"pin-roots": "true" if pin else "false"},
                 content=iter(upload),
@@ -488,6 +352,19 @@ class KuboStore(ContentStore):
             if error:
                 raise StoreError(f"dag/import: pinning a root failed: {error}")
         return roots
+
+
+class _Tee:
+    """A readable that copies everything read from ``source`` into ``sink``."""
+
+    def __init__(self, source: ExactReader, sink: BinaryIO) -> None:
+        self._source = source
+        self._sink = sink
+
+    def read(self, size: int) -> bytes:
+        data = self._source.read(size)
+        self._sink.write(data)
+        return data
 
 
 class _PutSink:
