@@ -77,9 +77,11 @@ class KuboStore(ContentStore):
 
     Args:
         url: API base, e.g. ``http://127.0.0.1:5001`` (``/api/v0`` is appended).
-        timeout: seconds for connecting and between bytes of a response.
-        fetch_timeout: how long the daemon may look for a block it lacks (passed to the API
-            as ``timeout``); after that the content counts as not found.
+        timeout: seconds for connecting and between bytes of a response (raised to
+            ``fetch_timeout`` + 5 if lower, so the daemon's own timeout fires first).
+        fetch_timeout: how long the daemon may spend on one block, ``cat``, ``dag/export`` or
+            ``pin/add`` of content it must look for (the API's ``timeout``); after that the
+            content counts as not found. Raise it to pin large DAGs from the network.
         local_timeout: the same for local existence checks (``has``).
         client: an :class:`httpx.Client` to use instead of a new one (tests, proxies).
     """
@@ -93,7 +95,7 @@ class KuboStore(ContentStore):
         local_timeout: float = 1.0,
         client: httpx.Client | None = None,
     ) -> None:
-        self._rpc = RpcClient(url, timeout=timeout, client=client)
+        self._rpc = RpcClient(url, timeout=max(timeout, fetch_timeout + 5), client=client)
         self.url = self._rpc.url
         self.fetch_timeout = fetch_timeout
         self.local_timeout = local_timeout
