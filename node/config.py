@@ -25,7 +25,8 @@ class NodeConfig(BaseSettings):
         name: label for logs and the node's state directory.
         endpoint: public URL of this node's HTTP endpoint, declared on chain.
         http_host, http_port: where the HTTP endpoint listens (port 0 = any free port).
-        serves: model versions served, ``name@version`` or ``name@alias``.
+        serves: what the node serves: ``name@version`` / ``name@alias`` (one version),
+            ``name@*`` (every version of a model, present and future), ``*`` (every model).
         kinds: job kinds this node takes.
         confirmations: blocks the listener trails the head by.
         poll_interval_s: seconds between head polls.

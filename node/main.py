@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from node.config import NodeConfig
 from node.http import HttpServer, create_app
@@ -55,14 +57,31 @@ class Node:
         return cls(config, sdk)
 
     def resolve_served(self) -> None:
-        """Resolve and fetch (verified) every served version."""
+        """Resolve and fetch (verified) every served version.
+
+        ``serves`` entries: ``name@version`` or ``name@alias`` (that version), ``name@*`` (every
+        version of the model, present and future) or ``*`` (every model — devnets).
+        """
+        from registry.clients.models import model_id
+
         for ref in self.config.serves:
-            version = self.sdk.models.resolve(ref)
-            if version.revoked:
-                raise ModelRevokedError(f"{ref} is revoked: remove it from `serves`")
-            self.cache.ensure(version)
-            self.served.versions[version.version_id] = version
-            log.info("serving %s (%s)", ref, version.cid)
+            if ref == "*":
+                self.served.everything = True
+                continue
+            name, _, tag = ref.partition("@")
+            if tag == "*":
+                self.sdk.models.get_model(name)  # must exist
+                self.served.models.add(model_id(name))
+                versions = [v for v in self.sdk.models.list_versions(name) if not v.revoked]
+            else:
+                version = self.sdk.models.resolve(ref)
+                if version.revoked:
+                    raise ModelRevokedError(f"{ref} is revoked: remove it from `serves`")
+                versions = [version]
+            for version in versions:
+                self.cache.ensure(version)
+                self.served.versions[version.version_id] = version
+                log.info("serving %s@%s (%s)", name, version.tag, version.cid)
 
     def register(self, endpoint: str) -> None:
         """Stake and register on first start; declare the served versions."""
@@ -92,6 +111,7 @@ class Node:
             poll_interval_s=self.config.poll_interval_s,
             scan_window=self.config.scan_window,
             outage_s=self.config.rpc_outage_s,
+            health=self.health,
         )
         processor = Processor(
             self.sdk, self.state, self.events, self.cache, self.served, self.metrics,
@@ -108,6 +128,8 @@ class Node:
         )
         log.info("node %s up: %s, endpoint %s", self.config.name, self.sdk.wallet.address, endpoint)
         services: list[Service] = [listener, processor, http]
+        if isinstance(self.runtime, Service):
+            services.append(self.runtime)  # unloads models and stops batchers on shutdown
         await run_services(services, self.stop_event)
 
     def request_stop(self) -> None:
@@ -115,24 +137,30 @@ class Node:
         self.stop_event.set()
 
 
-def main(config: NodeConfig) -> int:
-    """Run a node in this process; return the exit code."""
-    node = Node.create(config)
+def main(config: NodeConfig) -> NoReturn:
+    """Run a node in this process and exit with its status (0 on a requested stop, 1 on error).
 
-    async def _main() -> None:
-        loop = asyncio.get_running_loop()
+    The process exits with ``os._exit`` after cleanup: a job thread that was released on stop
+    (torch cannot be interrupted) must not keep the process alive.
+    """
+    code = 0
+    node: Node | None = None
+    loop = asyncio.new_event_loop()
+    try:
+        node = Node.create(config)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, node.request_stop)
-        await node.run()
-
-    try:
-        asyncio.run(_main())
+        loop.run_until_complete(node.run())
     except Exception as exc:
         log.error("node %s stopped on error: %s", config.name, exc)
-        return 1
+        code = 1
     finally:
-        node.state.close()
-    return 0
+        if node is not None:
+            node.state.close()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def configure_logging(level: str = "INFO", path: Path | None = None) -> None:

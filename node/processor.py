@@ -65,13 +65,33 @@ class JobSkipped(Exception):
 
 @dataclass
 class Served:
-    """The versions this node serves, by version id."""
+    """What this node serves: fixed versions, every version of some models, or everything.
+
+    Attributes:
+        versions: versions resolved so far, by version id.
+        models: model ids whose every version (present and future) is served.
+        everything: serve every model (a devnet convenience: ``serves = ["*"]``).
+    """
 
     versions: dict[bytes, VersionRecord] = field(default_factory=dict)
+    models: set[bytes] = field(default_factory=set)
+    everything: bool = False
 
     def get(self, version_id: bytes) -> VersionRecord | None:
         """The served version, or None."""
         return self.versions.get(version_id)
+
+    @property
+    def open_ended(self) -> bool:
+        """Whether versions not yet seen may be served (model-wide or global serving)."""
+        return self.everything or bool(self.models)
+
+    def admit(self, version: VersionRecord) -> bool:
+        """Serve ``version`` if a model-wide rule covers it and it is not revoked."""
+        if version.revoked or not (self.everything or version.model_id in self.models):
+            return False
+        self.versions[version.version_id] = version
+        return True
 
     def revoke(self, version_id: bytes) -> VersionRecord | None:
         """Stop serving a version; returns it if it was served."""
@@ -151,7 +171,8 @@ class Processor(Service):
             job_id = int(args["jobId"])
             self.watch[job_id] = int(args["deadline"])
             kind = JobKind(int(args["kind"])).name
-            if kind in self.kinds and self.served.get(bytes(args["versionId"])) is not None:
+            known = self.served.get(bytes(args["versionId"])) is not None
+            if kind in self.kinds and (known or self.served.open_ended):
                 self.candidates[job_id] = None
         elif event.name == "JobClaimed":
             job_id = int(args["jobId"])
@@ -205,6 +226,9 @@ class Processor(Service):
         if self.state.delivered(job_id):
             raise JobSkipped("this node already delivered a result for it")
         version = self.served.get(job.spec.version_id)
+        if version is None and self.served.open_ended:
+            record = await self._rpc(lambda: self.sdk.models.get_version(job.spec.version_id), "version")
+            version = record if self.served.admit(record) else None
         if version is None:
             raise JobSkipped("its model version is not served by this node")
         if job.spec.kind.name not in self.kinds:

@@ -20,6 +20,7 @@ from eth_account import Account
 from registry.chain import deployment as deployment_file
 from registry.chain.connection import Chain, connect, dev_keys, embedded_chain
 from registry.chain.devserver import make_server
+from registry.chain.heartbeat import Heartbeat
 from registry.chain.tx import Wallet
 from registry.config import Settings
 from registry.sdk import Anchorml
@@ -34,11 +35,11 @@ NODE_KEYS = (5, 6, 7, 8)
 class Devnet:
     """A chain + deployment + store in ``root``; use as a context manager."""
 
-    def __init__(self, root: Path, backend: str = "embedded") -> None:
+    def __init__(self, root: Path, backend: str = "embedded", store: str | None = None) -> None:
         self.root = root
         self.backend = backend
         self.deployment_path = root / "deployment.json"
-        self.store_path = root / "store"
+        self.store_path: str | Path = store or root / "store"
         self.url = ""
         self._server: Any = None
         self._anvil: Anvil | None = None
@@ -55,6 +56,8 @@ class Devnet:
             self._anvil = Anvil()
             self.url = self._anvil.start()
         chain = connect(self.url)
+        if self._anvil is not None:
+            self._heartbeat = Heartbeat(chain).start()
         dep = deployment_file.deploy(Wallet(chain, Account.from_key(KEYS[ADMIN])))
         deployment_file.save(dep, self.deployment_path)
         return self
@@ -65,6 +68,7 @@ class Devnet:
             self._server.shutdown()
             self._server.server_close()
         if self._anvil is not None:
+            self._heartbeat.stop()
             self._anvil.stop()
 
     # --- clients -------------------------------------------------------------------------------
@@ -79,9 +83,12 @@ class Devnet:
             data_dir=self.root / "client",
         )
 
-    def sdk(self, key_index: int | None = REQUESTER) -> Anchorml:
+    def sdk(self, key_index: int | None = REQUESTER, rpc_url: str | None = None) -> Anchorml:
         """An SDK handle signing as dev account ``key_index``."""
-        return Anchorml.from_settings(self.settings(key_index))
+        settings = self.settings(key_index)
+        if rpc_url is not None:
+            settings.rpc_url = rpc_url
+        return Anchorml.from_settings(settings)
 
     def address(self, key_index: int) -> str:
         """Address of dev account ``key_index``."""
@@ -121,7 +128,15 @@ class Devnet:
     def start_node(
         self, name: str, key_index: int, serves: list[str], **config: str
     ) -> subprocess.Popen[bytes]:
-        """Start ``anchorml node run`` as dev account ``key_index`` serving ``serves``."""
+        """Start ``anchorml node run`` as dev account ``key_index`` serving ``serves``.
+
+        ``config`` items become ``ANCHORML_<NAME>`` variables (e.g. ``rpc_url=...``).
+        """
+        return self._spawn_node(name, key_index, serves, config)
+
+    def _spawn_node(
+        self, name: str, key_index: int, serves: list[str], config: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
         args = [str(ANCHORML), "node", "run", "--name", name]
         for ref in serves:
             args += ["--serves", ref]

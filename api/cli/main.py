@@ -33,17 +33,40 @@ app = _App(
 )
 
 
-def _mount() -> None:
-    """Mount the command groups (imported here to keep start-up of each group independent)."""
-    from api.cli import access, chain, contracts, job, model, node, store
+#: Command groups: name → module holding a ``typer.Typer`` called ``app``.
+GROUPS = {
+    "contracts": "api.cli.contracts",
+    "store": "api.cli.store",
+    "chain": "api.cli.chain",
+    "model": "api.cli.model",
+    "access": "api.cli.access",
+    "node": "api.cli.node",
+    "job": "api.cli.job",
+    "auth": "api.cli.auth",
+}
+#: Single commands: name → (module, function).
+COMMANDS = {
+    "gateway": ("api.cli.gateway", "serve"),
+    "up": ("api.cli.up", "up"),
+}
 
-    app.add_typer(contracts.app, name="contracts")
-    app.add_typer(store.app, name="store")
-    app.add_typer(chain.app, name="chain")
-    app.add_typer(model.app, name="model")
-    app.add_typer(access.app, name="access")
-    app.add_typer(node.app, name="node")
-    app.add_typer(job.app, name="job")
+
+def _mount(argv: list[str]) -> None:
+    """Mount the command groups. Only the invoked one is imported (start-up stays fast, e.g. for
+    ``anchorml store add --only-hash``); help and unknown commands import them all."""
+    import importlib
+
+    wanted = next((a for a in argv[1:] if not a.startswith("-")), None)
+    lazy = wanted in GROUPS or wanted in COMMANDS
+    for name, module in GROUPS.items():
+        if not lazy or name == wanted:
+            app.add_typer(importlib.import_module(module).app, name=name)
+    for name, (module, func) in COMMANDS.items():
+        if not lazy or name == wanted:
+            app.command(name)(getattr(importlib.import_module(module), func))
 
 
-_mount()
+_mount(sys.argv)
+
+if __name__ == "__main__":
+    app()

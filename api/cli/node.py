@@ -23,4 +23,4 @@ def run(
 
     cfg = load_config(config, name=name, serves=serves or None, http_port=http_port)
     configure_logging(log_level)
-    raise typer.Exit(main(cfg))
+    main(cfg)

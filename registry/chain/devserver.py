@@ -133,13 +133,24 @@ def _error(rid: Any, code: int, message: str, data: str | None = None) -> dict[s
     return {"jsonrpc": "2.0", "id": rid, "error": error}
 
 
-def make_server(chain: Chain, host: str = "127.0.0.1", port: int = 8545) -> ThreadingHTTPServer:
+def make_server(
+    chain: Chain, host: str = "127.0.0.1", port: int = 8545, *, block_time_s: float | None = 1.0
+) -> ThreadingHTTPServer:
     """An HTTP server answering JSON-RPC for ``chain`` (call ``serve_forever`` on it).
+
+    Args:
+        block_time_s: mine an empty block whenever the chain was idle this long (so time moves
+            as on a real chain); None to mine only on transactions.
 
     Raises:
         OSError: the port is taken.
     """
     rpc = JsonRpcChain(chain)
+    heartbeat = None
+    if block_time_s is not None:
+        from registry.chain.heartbeat import Heartbeat
+
+        heartbeat = Heartbeat(chain, block_time_s, lock=rpc.lock).start()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
@@ -170,6 +181,18 @@ def make_server(chain: Chain, host: str = "127.0.0.1", port: int = 8545) -> Thre
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             log.debug("rpc %s", format % args)
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = _Server((host, port), Handler)
     server.daemon_threads = True
+    server.heartbeat = heartbeat
     return server
+
+
+class _Server(ThreadingHTTPServer):
+    """Stops the chain heartbeat with the server."""
+
+    heartbeat: Any = None
+
+    def server_close(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        super().server_close()

@@ -103,15 +103,22 @@ class Wallet:
         """
         self.call(fn, value)
         with self._lock:
-            nonce = self._take_nonce()
-            try:
-                params: TxParams = {"from": self.address, "value": value, "nonce": nonce}  # type: ignore[typeddict-item]
-                params["gas"] = gas or self._estimate(fn, value)
-                tx = fn.build_transaction({**params, **self._fees()})
-            except BaseException:
-                self._next_nonce = None  # resync from the chain next time
-                raise
-            sent = self._broadcast_until_mined(tx)
+            for resync in (False, True):
+                nonce = self._take_nonce()
+                try:
+                    params: TxParams = {"from": self.address, "value": value, "nonce": nonce}  # type: ignore[typeddict-item]
+                    params["gas"] = gas or self._estimate(fn, value)
+                    tx = fn.build_transaction({**params, **self._fees()})
+                    sent = self._broadcast_until_mined(tx)
+                    break
+                except _NonceMismatch:
+                    # our local nonce ran ahead of the chain (a reorg dropped our txs): resync once
+                    self._next_nonce = None
+                    if resync:
+                        raise TransactionError(f"nonce {nonce} rejected twice by the chain") from None
+                except BaseException:
+                    self._next_nonce = None  # resync from the chain next time
+                    raise
         self._check_status(fn, value, sent)
         self._await_confirmations(sent)
         return sent
@@ -189,6 +196,8 @@ class Wallet:
                     tx_hash = signed.hash  # an earlier broadcast of this nonce is in flight
                 elif "underpriced" in message:
                     continue
+                elif "nonce" in message:
+                    raise _NonceMismatch(message) from None
                 else:
                     revert = as_revert(exc)
                     if revert is not None:
@@ -238,6 +247,10 @@ class Wallet:
             if time.monotonic() >= deadline:
                 raise TransactionError(f"{sent.tx_hash}: no {self.confirmations} confirmations in time")
             time.sleep(0.1)
+
+
+class _NonceMismatch(Exception):
+    """The chain refused the nonce as too high / unexpected."""
 
 
 def _transport_error(chain: Chain, exc: BaseException) -> Exception:
