@@ -213,10 +213,11 @@ class Devnet:
         return env
 
     def start_workers(self, refs: list[str]) -> None:
-        """Start the staked worker nodes."""
+        """Start the staked worker nodes: they serve the demo versions (declared on chain for
+        direct routing) and take jobs on every model (``*``), so models pushed later work too."""
         for i in range(self.options.workers):
             key = WORKER_KEYS[i % len(WORKER_KEYS)]
-            args = ["node", "run", "--name", f"worker-{i + 1}"]
+            args = ["node", "run", "--name", f"worker-{i + 1}", "--serves", "*"]
             for ref in refs:
                 args += ["--serves", ref]
             self.spawn(f"worker-{i + 1}", args, self.child_env(key))

@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 JOB_EVENTS = ("JobCreated", "JobClaimed", "ClaimReleased", "ResultCommitted", "JobFinalized", "JobExpired", "JobCancelled")
 REGISTRY_EVENTS = ("VersionRevoked",)
-MAX_REORG_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -55,8 +54,10 @@ class Listener(Service):
         poll_interval_s: float = 0.5,
         scan_window: int = 500,
         outage_s: float = 30.0,
+        health: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.health = health if health is not None else {}
         self.sdk = sdk
         self.state = state
         self.queue = queue
@@ -87,38 +88,51 @@ class Listener(Service):
                 await self.queue.put(event)
             queued += len(events)
             end_hash = await self._rpc(lambda e=end: self._hash(e), f"block {end}")
+            if end_hash is None:
+                break  # the chain shrank under us: the next poll sees the reorg
             self.state.advance(end, end_hash)
+            self.health["cursor"] = end
             start = end + 1
         if start > target:
             self.caught_up.set()
         return queued
 
     async def _checked_cursor(self) -> int:
-        """The cursor to scan from, after rewinding past any reorged blocks."""
-        stored = self.state.cursor()
-        if stored is None:
+        """The cursor to scan from, after rewinding past any reorged blocks.
+
+        Walks the recorded (number, hash) pairs from the newest down; the first one the chain
+        still has with the same hash is the common ancestor (a block's hash commits to all its
+        ancestors), and everything above it is rescanned.
+        """
+        recorded = self.state.recent_blocks()
+        if not recorded:
             return self.sdk.deployment.deploy_block - 1
-        number, recorded = stored
-        for depth in range(MAX_REORG_DEPTH):
-            n = number - depth
-            if n < self.sdk.deployment.deploy_block:
-                break
-            known = self.state.block_hash(n)
-            if known is None:
-                return n  # older than what we keep: trust it
-            actual = await self._rpc(lambda n=n: self._hash(n), f"block {n}")
+        cursor = recorded[0][0]
+        for number, known in recorded:
+            actual = await self._rpc(lambda n=number: self._hash(n), f"block {number}")
             if actual == known:
-                if depth:
+                if number != cursor:
                     self.reorgs += 1
-                    log.warning("reorg of depth %s detected; rescanning from block %s", depth, n + 1)
-                    self.state.rewind(n)
-                return n
+                    self.health["reorgs"] = self.reorgs
+                    log.warning(
+                        "reorg of depth %s detected; rescanning from block %s",
+                        cursor - number, number + 1,
+                    )
+                    self.state.rewind(number)
+                return number
         self.state.rewind(self.sdk.deployment.deploy_block - 1)
-        log.warning("reorg deeper than %s blocks; rescanning from the deployment", MAX_REORG_DEPTH)
+        log.warning("reorg deeper than the %s recorded blocks; rescanning from the deployment",
+                    len(recorded))
         return self.sdk.deployment.deploy_block - 1
 
-    def _hash(self, number: int) -> str:
-        block = self.sdk.chain.w3.eth.get_block(number)
+    def _hash(self, number: int) -> str | None:
+        """Hash of block ``number``, or None when the chain no longer has it (it got shorter)."""
+        from web3.exceptions import BlockNotFound
+
+        try:
+            block = self.sdk.chain.w3.eth.get_block(number)
+        except BlockNotFound:
+            return None
         return str(block["hash"].to_0x_hex())
 
     def _scan(self, start: int, end: int) -> list[ChainEvent]:

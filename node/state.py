@@ -85,6 +85,12 @@ class NodeState:
             self._db.execute("DELETE FROM blocks WHERE number <= ?", (number - KEEP_BLOCKS,))
             self._db.execute("COMMIT")
 
+    def recent_blocks(self) -> list[tuple[int, str]]:
+        """Recorded ``(number, hash)`` pairs, newest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT number, hash FROM blocks ORDER BY number DESC").fetchall()
+        return [(int(n), str(h)) for n, h in rows]
+
     def rewind(self, number: int) -> None:
         """Forget blocks above ``number`` (after a reorg)."""
         with self._lock:

@@ -33,6 +33,13 @@ app = _App(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """Blockchain-anchored model registry and inference network."""
+    # A callback keeps `anchorml` a command group even when only one single command is mounted
+    # (lazy mounting below); without it Typer runs that command for `anchorml <name>`.
+
+
 #: Command groups: name → module holding a ``typer.Typer`` called ``app``.
 GROUPS = {
     "contracts": "api.cli.contracts",
@@ -48,6 +55,7 @@ GROUPS = {
 COMMANDS = {
     "gateway": ("api.cli.gateway", "serve"),
     "up": ("api.cli.up", "up"),
+    "demo": ("api.cli.demo", "demo"),
 }
 
 

@@ -139,6 +139,7 @@ def test_w3_reorg_vanished_job_never_computed_moved_job_once(net: Devnet, tmp_pa
     chain.mine(4)
     time.sleep(2)
     chain.revert(snap)
+    requester.models.create_model("w3-fork")  # the new branch differs from the old one
     chain.mine(6)
     net.wait_log("w3", "reorg of depth")
 
