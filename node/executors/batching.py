@@ -169,14 +169,16 @@ class DynamicBatcher(Generic[T, R]):
                 batch = [first]
                 deadline = loop.time() + self._max_wait
                 while len(batch) < self._max_batch:
-                    remaining = deadline - loop.time()
-                    try:
-                        if remaining > 0:
+                    try:  # take what is already queued without a timer, wait only when empty
+                        nxt = self._queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        remaining = deadline - loop.time()
+                        if remaining <= 0:
+                            break
+                        try:
                             nxt = await asyncio.wait_for(self._queue.get(), remaining)
-                        else:
-                            nxt = self._queue.get_nowait()
-                    except (TimeoutError, asyncio.QueueEmpty):
-                        break
+                        except TimeoutError:
+                            break
                     if nxt is _STOP:
                         stopping = True
                         break

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,13 +26,25 @@ from registry.errors import ModelError
 from registry.model.safety import CONFIG_FILE, check_model_dir, is_adapter_dir
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedModel
 
 FLOAT_DECIMALS = 6
 RESULT_FILE = "result.json"
 MODEL_SUBDIR = "model"
 MAX_INPUT_BYTES = 32 << 20
 THREADS_ENV = "ANCHORML_TORCH_THREADS"
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+)
 
 ModelFamily = Literal["causal_lm", "sequence_classification", "encoder", "adapter"]
 Metric = float | int | str
@@ -216,16 +229,13 @@ def weights_size(model_dir: Path) -> int:
     return sum(p.stat().st_size for p in model_dir.rglob("*.safetensors"))
 
 
-def tidy_tokenizer_config(directory: Path) -> None:
-    """Drop load-time flags transformers records in ``tokenizer_config.json`` (keeps hashes
-    independent of how the parent was opened)."""
-    path = directory / "tokenizer_config.json"
-    if not path.is_file():
-        return
-    config = json.loads(path.read_text(encoding="utf-8"))
-    for key in ("is_local", "local_files_only", "name_or_path"):
-        config.pop(key, None)
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+def copy_tokenizer_files(source: Path, target: Path) -> None:
+    """Copy the parent's tokenizer files byte for byte (jobs never change the tokenizer, and a
+    re-saved tokenizer would record call-time state such as truncation lengths)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, target / name)
 
 
 def write_card(
@@ -257,11 +267,8 @@ def write_card(
     (directory / "README.md").write_text("\n".join(lines), encoding="utf-8")
 
 
-def save_model_dir(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: Path
-) -> None:
-    """``save_pretrained`` model (safetensors) and tokenizer into ``directory``."""
+def save_model_dir(model: PreTrainedModel, parent_dir: Path, directory: Path) -> None:
+    """``save_pretrained`` the model (safetensors) and copy the parent's tokenizer files."""
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(directory))
-    tokenizer.save_pretrained(str(directory))
-    tidy_tokenizer_config(directory)
+    copy_tokenizer_files(parent_dir, directory)

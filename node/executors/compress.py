@@ -30,13 +30,13 @@ from node.executors.common import (
     MODEL_SUBDIR,
     ExecutorResult,
     Metric,
+    copy_tokenizer_files,
     deterministic,
     finish,
     model_family,
     read_jsonl,
     read_text,
     save_model_dir,
-    tidy_tokenizer_config,
     weights_size,
     write_card,
 )
@@ -79,9 +79,9 @@ def run(model_dir: Path, input_path: Path, params: CompressParams, out_dir: Path
             prune(weights, params.sparsity, params.scope)
         metrics["sparsity"] = sparsity(weights)
         if params.method == "prune":
-            save_model_dir(model, tokenizer, target)
+            save_model_dir(model, model_dir, target)
         else:
-            save_int8(model, tokenizer, target)
+            save_int8(model, model_dir, target)
         size_after = weights_size(target)
         metrics.update(size_after=size_after, size_ratio=size_after / max(1, size_before))
         if evaluate:
@@ -139,27 +139,31 @@ def prune(weights: dict[str, torch.Tensor], fraction: float, scope: str) -> None
     groups = [list(weights.values())] if scope == "global" else [[w] for w in weights.values()]
     with torch.no_grad():
         for group in groups:
-            total = sum(w.numel() for w in group)
-            k = round(fraction * total)
+            k = round(fraction * sum(w.numel() for w in group))
             if k == 0:
                 continue
-            magnitudes = torch.cat([w.detach().abs().float().flatten() for w in group])
-            threshold = torch.kthvalue(magnitudes, k).values
-            del magnitudes
-            remaining = k - sum(int((w.abs().float() < threshold).sum()) for w in group)
-            for w in group:
-                flat = w.view(-1)
-                mag = flat.abs().float()
-                ties = (mag == threshold).nonzero().flatten()[: max(0, remaining)]
+            magnitudes = [w.detach().abs().float().view(-1) for w in group]
+            joined = torch.cat(magnitudes) if len(magnitudes) > 1 else magnitudes[0]
+            threshold = torch.kthvalue(joined, k).values
+            del joined
+            below = [m < threshold for m in magnitudes]
+            remaining = k - sum(int(b.sum()) for b in below)
+            for w, mag, mask in zip(group, magnitudes, below, strict=True):
+                ties = (mag == threshold).nonzero().view(-1)[: max(0, remaining)]
                 remaining -= len(ties)
-                flat[mag < threshold] = 0
-                flat[ties] = 0
+                # masked_fill_/index_fill_, not index_put_: under deterministic mode the latter
+                # takes a sort-based path that is far slower on CPU
+                flat = w.view(-1)
+                flat.masked_fill_(mask, 0)
+                flat.index_fill_(0, ties, 0)
 
 
 def sparsity(weights: dict[str, torch.Tensor]) -> float:
     """Fraction of exact zeros over the selected weights."""
+    import torch
+
     total = sum(w.numel() for w in weights.values())
-    zeros = sum(int((w == 0).sum()) for w in weights.values())
+    zeros = total - sum(int(torch.count_nonzero(w)) for w in weights.values())
     return zeros / total if total else 0.0
 
 
@@ -175,7 +179,7 @@ def quantize_int8(weight: torch.Tensor, channel_dim: int) -> tuple[torch.Tensor,
     return codes, scale.contiguous()
 
 
-def save_int8(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
+def save_int8(model: PreTrainedModel, parent_dir: Path, target: Path) -> None:
     """Write config, tokenizer and ``model.int8.safetensors`` (layout: registry.model.safety)."""
     from safetensors.torch import save_file
     from transformers.pytorch_utils import Conv1D
@@ -202,5 +206,4 @@ def save_int8(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target
     model.config.save_pretrained(str(target))
     if model.can_generate():
         model.generation_config.save_pretrained(str(target))
-    tokenizer.save_pretrained(str(target))
-    tidy_tokenizer_config(target)
+    copy_tokenizer_files(parent_dir, target)

@@ -30,13 +30,13 @@ from node.executors.common import (
     MODEL_SUBDIR,
     ExecutorResult,
     Metric,
+    copy_tokenizer_files,
     deterministic,
     finish,
     model_family,
     read_jsonl,
     save_model_dir,
     text_field,
-    tidy_tokenizer_config,
     write_card,
 )
 from node.executors.errors import InvalidJobInputError
@@ -118,12 +118,12 @@ def run(model_dir: Path, input_path: Path, params: FinetuneParams, out_dir: Path
             metrics["train_accuracy_after"] = _accuracy(model, held)
     target = out_dir / MODEL_SUBDIR
     if params.method == "lora" and not params.lora_settings.merge:
-        _save_adapter(model, tokenizer, target)
+        _save_adapter(model, model_dir, target)
     else:
         if params.method == "lora":
             model = model.merge_and_unload()
         model.to(stored_dtype)
-        save_model_dir(model, tokenizer, target)
+        save_model_dir(model, model_dir, target)
     title = f"{task} fine-tuned ({params.method}{', merged' if _merged(params) else ''})"
     write_card(target, title, "FINETUNE", params.model_dump(), metrics)
     return finish(out_dir, {"kind": "FINETUNE", "losses": losses}, metrics, produces_model=True)
@@ -202,6 +202,7 @@ def _encode_causal(
 
 def _with_lora(model: PreTrainedModel, task: Task, params: FinetuneParams) -> Any:
     from peft import LoraConfig, TaskType, get_peft_model
+    from transformers.pytorch_utils import Conv1D
 
     settings = params.lora_settings
     config = LoraConfig(
@@ -210,6 +211,8 @@ def _with_lora(model: PreTrainedModel, task: Task, params: FinetuneParams) -> An
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=settings.target_modules,
+        # GPT-2's Conv1D stores weights transposed
+        fan_in_fan_out=any(isinstance(m, Conv1D) for m in model.modules()),
     )
     try:
         return get_peft_model(model, config)
@@ -231,11 +234,11 @@ def _accuracy(model: Any, batches: Sequence[dict[str, torch.Tensor]]) -> float:
     return correct / total
 
 
-def _save_adapter(model: Any, tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
+def _save_adapter(model: Any, parent_dir: Path, target: Path) -> None:
     """Save a LoRA adapter; the base is named :data:`ADAPTER_BASE`, not a worker-local path."""
     for config in model.peft_config.values():
         config.base_model_name_or_path = ADAPTER_BASE
         config.revision = None
-    model.save_pretrained(str(target), safe_serialization=True)
-    tokenizer.save_pretrained(str(target))
-    tidy_tokenizer_config(target)
+    # embeddings are never adapted here; skipping the check avoids peft looking up the base
+    model.save_pretrained(str(target), safe_serialization=True, save_embedding_layers=False)
+    copy_tokenizer_files(parent_dir, target)

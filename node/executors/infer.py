@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from node.executors import hot
 from node.executors.common import ExecutorResult, deterministic, finish, read_json
 from node.executors.encoders import EmbeddingModel, TextClassifier
 from node.executors.errors import InvalidJobInputError
@@ -32,7 +33,7 @@ from node.executors.params import (
     GenerateParams,
     InferParams,
 )
-from registry.model.safety import load_causal_lm, load_tokenizer
+from registry.model.safety import load_causal_lm, load_config, load_tokenizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -48,7 +49,7 @@ def run(model_dir: Path, input_path: Path, params: InferParams, out_dir: Path) -
     if not isinstance(doc, dict):
         raise InvalidJobInputError("INFER input must be a JSON object")
     seed = params.seed if isinstance(params, ChatParams | GenerateParams) else 0
-    with deterministic(seed):
+    with deterministic(seed), hot.session():
         if isinstance(params, ChatParams | GenerateParams):
             payload = _generate(model_dir, doc, params)
         elif isinstance(params, EmbedParams):
@@ -99,19 +100,19 @@ def _generate(
     import torch
     from transformers import GenerationConfig
 
-    tokenizer = load_tokenizer(model_dir)
-    model = load_causal_lm(model_dir)
+    messages = _messages(doc) if isinstance(params, ChatParams) else None
+    prompt = doc.get("prompt")
+    if messages is None and not isinstance(prompt, str):
+        raise InvalidJobInputError("'prompt' must be a string")
+    tokenizer = hot.load(model_dir, "tokenizer", lambda: load_tokenizer(model_dir))
     encoded: Any
-    if isinstance(params, ChatParams):
+    if messages is not None:
         if not tokenizer.chat_template:
             raise InvalidJobInputError("this model has no chat template; use task 'generate'")
         encoded = tokenizer.apply_chat_template(
-            _messages(doc), add_generation_prompt=True, return_dict=True, return_tensors="pt"
+            messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"
         )
     else:
-        prompt = doc.get("prompt")
-        if not isinstance(prompt, str):
-            raise InvalidJobInputError("'prompt' must be a string")
         encoded = tokenizer(prompt, return_tensors="pt")
     input_ids: torch.Tensor = encoded["input_ids"]
     if input_ids.shape[1] == 0:
@@ -120,14 +121,16 @@ def _generate(
         input_ids = torch.tensor([[tokenizer.bos_token_id]])
     attention_mask = torch.ones_like(input_ids)
     prompt_tokens = int(input_ids.shape[1])
-    context = getattr(model.config, "max_position_embeddings", None) or getattr(
-        model.config, "n_positions", None
+    config = load_config(model_dir)
+    context = getattr(config, "max_position_embeddings", None) or getattr(
+        config, "n_positions", None
     )
     if context and prompt_tokens + params.max_new_tokens > context:
         raise InvalidJobInputError(
             f"prompt ({prompt_tokens} tokens) + max_new_tokens ({params.max_new_tokens}) "
             f"exceeds the model's context of {context} tokens"
         )
+    model = hot.load(model_dir, "causal_lm", lambda: load_causal_lm(model_dir))
     stop_ids = _stop_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     sampling = params.temperature > 0
@@ -139,11 +142,11 @@ def _generate(
     }
     if sampling:
         settings.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
-    config = GenerationConfig.from_dict(settings)
+    generation = GenerationConfig.from_dict(settings)
     torch.manual_seed(params.seed)
     with torch.inference_mode():
         output = model.generate(  # type: ignore[operator]
-            input_ids=input_ids, attention_mask=attention_mask, generation_config=config
+            input_ids=input_ids, attention_mask=attention_mask, generation_config=generation
         )
     new_tokens: list[int] = output[0, prompt_tokens:].tolist()
     finish_reason = "stop" if new_tokens and new_tokens[-1] in stop_ids else "length"
@@ -174,7 +177,11 @@ def _texts(doc: dict[str, Any]) -> list[str]:
 
 def _embed(model_dir: Path, doc: dict[str, Any], params: EmbedParams) -> dict[str, Any]:
     texts = _texts(doc)
-    encoder = EmbeddingModel(model_dir, max_length=params.max_length, normalize=params.normalize)
+    encoder = hot.load(
+        model_dir,
+        ("embed", params.max_length, params.normalize),
+        lambda: EmbeddingModel(model_dir, max_length=params.max_length, normalize=params.normalize),
+    )
     vectors: list[list[float]] = []
     for start in range(0, len(texts), params.batch_size):
         vectors.extend(encoder.encode_lists(texts[start : start + params.batch_size]))
@@ -188,7 +195,11 @@ def _embed(model_dir: Path, doc: dict[str, Any], params: EmbedParams) -> dict[st
 
 def _classify(model_dir: Path, doc: dict[str, Any], params: ClassifyParams) -> dict[str, Any]:
     texts = _texts(doc)
-    classifier = TextClassifier(model_dir, max_length=params.max_length)
+    classifier = hot.load(
+        model_dir,
+        ("classify", params.max_length),
+        lambda: TextClassifier(model_dir, max_length=params.max_length),
+    )
     predictions: list[dict[str, Any]] = []
     for start in range(0, len(texts), params.batch_size):
         predictions.extend(classifier.classify(texts[start : start + params.batch_size]))

@@ -24,6 +24,7 @@ from node.executors.common import (
     ExecutorResult,
     deterministic,
     finish,
+    model_family,
     read_text,
     save_model_dir,
     write_card,
@@ -41,6 +42,10 @@ def run(model_dir: Path, input_path: Path, params: TrainParams, out_dir: Path) -
     import torch
     from transformers import AutoModelForCausalLM
 
+    if model_family(model_dir) != "causal_lm":
+        raise ModelError(
+            "TRAIN needs a causal LM config (architectures: *ForCausalLM/*LMHeadModel)"
+        )
     text = read_text(input_path)
     config = load_config(model_dir)
     tokenizer = load_tokenizer(model_dir)
@@ -51,7 +56,7 @@ def run(model_dir: Path, input_path: Path, params: TrainParams, out_dir: Path) -
                 config, dtype=torch.float32
             )
         except ValueError as exc:
-            raise ModelError(f"config is not a causal LM architecture: {exc}") from exc
+            raise ModelError(f"cannot build a causal LM from the config: {exc}") from exc
         order = batch_order(len(blocks), params.batch_size, params.steps, params.seed)
 
         def batch(step: int) -> dict[str, torch.Tensor]:
@@ -85,6 +90,6 @@ def run(model_dir: Path, input_path: Path, params: TrainParams, out_dir: Path) -
         "perplexity_after": math.exp(min(after, 50.0)),
     }
     target = out_dir / MODEL_SUBDIR
-    save_model_dir(model, tokenizer, target)
+    save_model_dir(model, model_dir, target)
     write_card(target, "Causal LM trained from scratch", "TRAIN", params.model_dump(), metrics)
     return finish(out_dir, {"kind": "TRAIN", "losses": losses}, metrics, produces_model=True)

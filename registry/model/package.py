@@ -220,7 +220,12 @@ class ModelCache:
             )
             verify_tree(tree, manifest)
             check_model_dir(tree)
-            os.rename(tree, target)
+            try:
+                os.rename(tree, target)
+            except OSError:
+                if not target.is_dir():
+                    raise
+                # another process sharing the cache verified and placed the same CID first
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

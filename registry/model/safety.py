@@ -193,6 +193,8 @@ def _check_safetensors(file: Path, rel: str) -> None:
 
 
 def _check_json(file: Path, rel: str) -> None:
+    if file.name == "tokenizer.json":
+        return  # read by `tokenizers`, which has no remote-code hook
     if file.stat().st_size > _MAX_JSON_BYTES:
         raise ModelError(f"{rel}: JSON file larger than {_MAX_JSON_BYTES} bytes")
     try:
@@ -206,8 +208,8 @@ def _check_json(file: Path, rel: str) -> None:
             kind = module.get("type", "") if isinstance(module, dict) else ""
             if not isinstance(kind, str) or not kind.startswith("sentence_transformers."):
                 raise UnsafeModelError(f"{rel}: module type {kind!r} is not sentence_transformers")
-    if file.name == "tokenizer.json" or not isinstance(doc, dict):
-        return  # tokenizer.json is read by `tokenizers`, which has no remote-code hook
+    if not isinstance(doc, dict):
+        return
     scopes = [doc, *(v for k, v in doc.items() if k.endswith("_config") and isinstance(v, dict))]
     for scope in scopes:
         found = REMOTE_CODE_KEYS.intersection(scope)

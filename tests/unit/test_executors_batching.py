@@ -1,0 +1,198 @@
+"""DynamicBatcher behaviour (fake batch function) and MiniLM throughput through it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from node.executors.batching import DynamicBatcher  # noqa: E402
+from node.executors.errors import BatcherClosedError, BatcherOverloadedError  # noqa: E402
+
+
+class Recorder:
+    """A batch function that squares numbers and remembers every batch it saw."""
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = gate
+
+    def __call__(self, items: list[int]) -> list[int]:
+        if self.gate is not None:
+            self.gate.wait(timeout=10)
+        self.batches.append(list(items))
+        if any(i < 0 for i in items):
+            raise ValueError("negative")
+        return [i * i for i in items]
+
+
+def test_concurrent_requests_share_batches() -> None:
+    async def main() -> tuple[list[int], Recorder, DynamicBatcher[int, int]]:
+        fn = Recorder()
+        async with DynamicBatcher(fn, max_batch_size=4, max_wait_ms=50) as batcher:
+            results = await asyncio.gather(*(batcher.submit(i) for i in range(10)))
+        return results, fn, batcher
+
+    results, fn, batcher = asyncio.run(main())
+    assert results == [i * i for i in range(10)]
+    assert sorted(i for batch in fn.batches for i in batch) == list(range(10))
+    assert max(len(b) for b in fn.batches) == 4 and len(fn.batches) == 3
+    assert batcher.stats.items == 10 and batcher.stats.largest_batch == 4
+
+
+def test_lone_request_waits_at_most_max_wait() -> None:
+    async def main() -> float:
+        async with DynamicBatcher(Recorder(), max_batch_size=32, max_wait_ms=30) as batcher:
+            start = time.monotonic()
+            assert await batcher.submit(3) == 9
+            return time.monotonic() - start
+
+    assert asyncio.run(main()) < 2.0
+
+
+def test_full_queue_is_refused() -> None:
+    async def main() -> None:
+        gate = threading.Event()
+        batcher = DynamicBatcher(Recorder(gate), max_batch_size=1, max_wait_ms=0, max_queue=2)
+        await batcher.start()
+        first = asyncio.create_task(batcher.submit(1))
+        await asyncio.sleep(0.05)  # first is now running (blocked on the gate)
+        queued = [asyncio.create_task(batcher.submit(i)) for i in (2, 3)]
+        await asyncio.sleep(0.01)
+        with pytest.raises(BatcherOverloadedError):
+            await batcher.submit(4)
+        gate.set()
+        assert await first == 1 and [await q for q in queued] == [4, 9]
+        await batcher.stop()
+
+    asyncio.run(main())
+
+
+def test_cancelled_request_leaves_the_batch_intact() -> None:
+    async def main() -> Recorder:
+        fn = Recorder()
+        async with DynamicBatcher(fn, max_batch_size=8, max_wait_ms=100) as batcher:
+            tasks = [asyncio.create_task(batcher.submit(i)) for i in range(4)]
+            await asyncio.sleep(0.01)
+            tasks[1].cancel()
+            done = await asyncio.gather(*tasks, return_exceptions=True)
+        assert done[0] == 0 and done[2] == 4 and done[3] == 9
+        assert isinstance(done[1], asyncio.CancelledError)
+        assert batcher.stats.cancelled == 1
+        return fn
+
+    fn = asyncio.run(main())
+    assert fn.batches == [[0, 2, 3]]
+
+
+def test_batch_error_reaches_every_caller_and_batcher_survives() -> None:
+    async def main() -> None:
+        async with DynamicBatcher(Recorder(), max_batch_size=8, max_wait_ms=30) as batcher:
+            results = await asyncio.gather(
+                batcher.submit(2), batcher.submit(-1), return_exceptions=True
+            )
+            assert all(isinstance(r, ValueError) for r in results)
+            assert batcher.stats.failed_batches == 1
+            assert await batcher.submit(5) == 25
+
+    asyncio.run(main())
+
+
+def test_wrong_result_count_is_an_error() -> None:
+    async def main() -> None:
+        async with DynamicBatcher(lambda items: [1], max_batch_size=4, max_wait_ms=30) as b:
+            results = await asyncio.gather(b.submit(1), b.submit(2), return_exceptions=True)
+        assert all(isinstance(r, RuntimeError) for r in results)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("drain", [True, False])
+def test_stop_drains_or_fails_queued(drain: bool) -> None:
+    async def main() -> list[object]:
+        gate = threading.Event()
+        batcher = DynamicBatcher(Recorder(gate), max_batch_size=1, max_wait_ms=0)
+        await batcher.start()
+        tasks = [asyncio.create_task(batcher.submit(i)) for i in range(3)]
+        await asyncio.sleep(0.05)
+        stopping = asyncio.create_task(batcher.stop(drain=drain))
+        await asyncio.sleep(0.01)
+        gate.set()
+        await stopping
+        with pytest.raises(BatcherClosedError):
+            await batcher.submit(9)
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert results[0] == 0  # the running batch always completes
+    if drain:
+        assert results[1:] == [1, 4]
+    else:
+        assert all(isinstance(r, BatcherClosedError) for r in results[1:])
+
+
+def test_submit_before_start_is_refused() -> None:
+    async def main() -> None:
+        with pytest.raises(BatcherClosedError):
+            await DynamicBatcher(Recorder()).submit(1)
+
+    asyncio.run(main())
+
+
+# --- MiniLM throughput --------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 cores shared with other jobs: measure without oversubscription
+    yield
+    torch.set_num_threads(before)
+
+
+def test_minilm_throughput_through_batcher(one_thread: None) -> None:
+    from node.executors.encoders import EmbeddingModel
+    from registry.model import demo
+
+    model = EmbeddingModel(demo.cached_model("minilm"))
+    texts = [f"Request number {i} asks about topic {i % 7} in a short sentence." for i in range(32)]
+    rounds = 4
+    model.encode(texts)  # warm up
+
+    start = time.perf_counter()
+    for _ in range(rounds):
+        direct = model.encode(texts)
+    ceiling = 32 * rounds / (time.perf_counter() - start)
+
+    start = time.perf_counter()
+    for text in texts * 2:
+        model.encode([text])
+    naive = 64 / (time.perf_counter() - start)
+
+    async def serve() -> tuple[float, list[list[float]]]:
+        async with DynamicBatcher(model.encode_lists, max_batch_size=32, max_wait_ms=5) as b:
+            await asyncio.gather(*(b.submit(t) for t in texts))  # warm the thread
+            begin = time.perf_counter()
+            for _ in range(rounds):
+                out = await asyncio.gather(*(b.submit(t) for t in texts))
+            return 32 * rounds / (time.perf_counter() - begin), out
+
+    batched, vectors = asyncio.run(serve())
+    print(
+        f"\nMiniLM embeddings/s, 32 concurrent: batcher {batched:.0f}, "
+        f"direct batch {ceiling:.0f} ({batched / ceiling:.2f}x), "
+        f"one per request {naive:.0f} ({batched / naive:.1f}x)"
+    )
+    import torch
+
+    assert torch.allclose(torch.tensor(vectors), direct, atol=1e-5)
+    assert batched > 0.6 * ceiling
+    assert batched > 2.0 * naive
