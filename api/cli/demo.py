@@ -21,6 +21,7 @@ import typer
 from eth_account import Account
 from rich.console import Console
 
+from api.up import ADMIN_KEY as GATEWAY_KEY
 from api.up import OWNER_KEY, USER_KEY
 from registry.auth import mint_token
 from registry.chain.connection import dev_keys
@@ -32,7 +33,7 @@ from registry.model import demo as demo_models
 from registry.model.package import push
 from registry.sdk import Anchorml
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 MODEL = "story-gpt2"
 CORPUS = (
     "Once upon a time a small model learned to tell stories. Every version it grew into was "
@@ -70,7 +71,10 @@ def demo(
         pushed = push(owner, Path(src), MODEL, tag, license="MIT")
         _say(f"pushed {MODEL}@{tag}", cid=pushed.cid, tx=pushed.tx_hash)
         granted = owner.models.grant_access(MODEL, user_addr)
-        _say(f"granted {user_addr}", tx=granted.tx_hash)
+        _say(f"granted the user {user_addr}", tx=granted.tx_hash)
+        gateway_addr = Account.from_key(dev_keys()[GATEWAY_KEY]).address
+        granted = owner.models.grant_access(MODEL, gateway_addr)
+        _say(f"granted the gateway {gateway_addr} (it signs on-chain jobs)", tx=granted.tx_hash)
 
         _step("2. infer through the gateway")
         emb = _post(http, "/v1/embeddings", {"model": "minilm", "input": ["provenance matters"]})

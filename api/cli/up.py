@@ -16,7 +16,7 @@ from api.up import USER_KEY, Devnet, UpOptions
 from registry.chain.connection import dev_keys
 from registry.config import Settings
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 
 def up(
@@ -63,6 +63,7 @@ def up(
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
         console.print("stopping …")
         killed = net.stop()
         if killed:
