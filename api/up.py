@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 from eth_account import Account
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
 
 from registry.chain import deployment as deployment_file
 from registry.chain.connection import Chain, connect, dev_keys, embedded_chain
@@ -121,9 +121,19 @@ class Devnet:
             state = o.data_dir / "anvil-state.json"
             log = (o.data_dir / "anvil.log").open("ab")
             self.anvil = subprocess.Popen(
-                [str(ANVIL), "--host", o.host, "--port", str(o.rpc_port), "--state", str(state),
-                 "--silent"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    str(ANVIL),
+                    "--host",
+                    o.host,
+                    "--port",
+                    str(o.rpc_port),
+                    "--state",
+                    str(state),
+                    "--silent",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             _wait_rpc(self.rpc_url, self.anvil)
         self.chain = connect(self.rpc_url)
@@ -176,11 +186,28 @@ class Devnet:
             shutil.rmtree(staging, ignore_errors=True)
             shutil.copytree(source, staging)
             total = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
-            with Progress("  {task.description}", BarColumn(), DownloadColumn(),
-                          TransferSpeedColumn(), console=self.console, transient=True) as bar:
+            with Progress(
+                "  {task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=self.console,
+                transient=True,
+            ) as bar:
                 task = bar.add_task("adding to store", total=total)
-                result = push(owner, staging, name, "v1", access=access, license="Apache-2.0",
-                              progress=lambda n: bar.advance(task, n))
+
+                def advance(n: int, t: TaskID = task) -> None:
+                    bar.advance(t, n)
+
+                result = push(
+                    owner,
+                    staging,
+                    name,
+                    "v1",
+                    access=access,
+                    license="Apache-2.0",
+                    progress=advance,
+                )
             owner.models.set_alias(name, "prod", "v1")
             shutil.rmtree(staging, ignore_errors=True)
             self.console.print(f"  {ref} -> {result.cid}")
@@ -193,8 +220,11 @@ class Devnet:
         """Start a child process (own process group, log file in the data dir)."""
         log = (self.options.data_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli.main", *args], env=env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "api.cli.main", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.children.append((name, proc))
         return proc
@@ -204,9 +234,12 @@ class Devnet:
         s = self.settings(key_index)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANCHORML_")}
         env.update(
-            ANCHORML_RPC_URL=s.rpc_url, ANCHORML_STORE=s.store_spec,
-            ANCHORML_DEPLOYMENT=str(s.deployment_path), ANCHORML_DATA_DIR=str(s.data_dir),
-            HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+            ANCHORML_RPC_URL=s.rpc_url,
+            ANCHORML_STORE=s.store_spec,
+            ANCHORML_DEPLOYMENT=str(s.deployment_path),
+            ANCHORML_DATA_DIR=str(s.data_dir),
+            HF_HUB_OFFLINE="1",
+            TOKENIZERS_PARALLELISM="false",
         )
         if key_index is not None:
             env["ANCHORML_PRIVATE_KEY"] = dev_keys()[key_index]
@@ -227,7 +260,9 @@ class Devnet:
         o = self.options
         env = self.child_env(ADMIN_KEY)
         env.update(ANCHORML_GATEWAY_HOST=o.host, ANCHORML_GATEWAY_PORT=str(o.gateway_port))
-        proc = self.spawn("gateway", ["gateway", "--host", o.host, "--port", str(o.gateway_port)], env)
+        proc = self.spawn(
+            "gateway", ["gateway", "--host", o.host, "--port", str(o.gateway_port)], env
+        )
         url = f"http://{o.host}:{o.gateway_port}"
         _wait_http(f"{url}/healthz", proc, self.options.data_dir / "gateway.log")
         return url

@@ -70,7 +70,12 @@ async def run_services(services: list[Service], stop: asyncio.Event, grace_s: fl
         await asyncio.gather(*still, return_exceptions=True)
     stopper.cancel()
     for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None and failure is None:
+        if (
+            task.done()
+            and not task.cancelled()
+            and task.exception() is not None
+            and failure is None
+        ):
             failure = task.exception()
     if failure is not None:
         raise failure

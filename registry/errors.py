@@ -66,6 +66,9 @@ class ContractRevertError(ChainError):
 
     code = "contract_revert"
     error_name = "Revert"
+    signature = ""
+    param_names: tuple[str, ...] = ()
+    param_types: tuple[str, ...] = ()
 
     def __init__(self, message: str, args: dict[str, object] | None = None) -> None:
         super().__init__(message)

@@ -1,7 +1,7 @@
 """One object that wires settings to a connected chain, the deployed contracts and the store.
 
-    sdk = Anchorml.from_settings(Settings())
-    sdk.models.resolve("minilm@prod")
+sdk = Anchorml.from_settings(Settings())
+sdk.models.resolve("minilm@prod")
 """
 
 from __future__ import annotations
@@ -50,17 +50,32 @@ class Anchorml:
     @cached_property
     def models(self) -> ModelRegistryClient:
         """The ModelRegistry client."""
-        return ModelRegistryClient(self.chain, self.deployment.model_registry, self.wallet, from_block=self.deployment.deploy_block)
+        return ModelRegistryClient(
+            self.chain,
+            self.deployment.model_registry,
+            self.wallet,
+            from_block=self.deployment.deploy_block,
+        )
 
     @cached_property
     def nodes(self) -> NodeRegistryClient:
         """The NodeRegistry client."""
-        return NodeRegistryClient(self.chain, self.deployment.node_registry, self.wallet, from_block=self.deployment.deploy_block)
+        return NodeRegistryClient(
+            self.chain,
+            self.deployment.node_registry,
+            self.wallet,
+            from_block=self.deployment.deploy_block,
+        )
 
     @cached_property
     def jobs(self) -> JobBoardClient:
         """The JobBoard client."""
-        return JobBoardClient(self.chain, self.deployment.job_board, self.wallet, from_block=self.deployment.deploy_block)
+        return JobBoardClient(
+            self.chain,
+            self.deployment.job_board,
+            self.wallet,
+            from_block=self.deployment.deploy_block,
+        )
 
     @cached_property
     def store(self) -> ContentStore:

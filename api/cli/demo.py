@@ -53,9 +53,13 @@ def demo(
 
     def sdk_for(key: int) -> Anchorml:
         return Anchorml.from_settings(
-            Settings(rpc_url=rpc, private_key=dev_keys()[key],  # type: ignore[arg-type]
-                     store=str(root / "store"), deployment=root / "deployment.json",
-                     data_dir=root)
+            Settings(
+                rpc_url=rpc,
+                private_key=dev_keys()[key],  # type: ignore[arg-type]
+                store=str(root / "store"),
+                deployment=root / "deployment.json",
+                data_dir=root,
+            )
         )
 
     owner = sdk_for(OWNER_KEY)
@@ -65,7 +69,9 @@ def demo(
     work = Path(tempfile.mkdtemp(prefix="anchorml-demo-"))
     try:
         _step("1. push a model and grant access")
-        src = shutil.copytree(demo_models.cached_model("tiny-gpt2", root / "demo-models"), work / "m")
+        src = shutil.copytree(
+            demo_models.cached_model("tiny-gpt2", root / "demo-models"), work / "m"
+        )
         if not _exists(owner, MODEL):
             owner.models.create_model(MODEL, Access.ALLOWLIST)
         pushed = push(owner, Path(src), MODEL, tag, license="MIT")
@@ -79,48 +85,83 @@ def demo(
         _step("2. infer through the gateway")
         emb = _post(http, "/v1/embeddings", {"model": "minilm", "input": ["provenance matters"]})
         _say(f"minilm (public) → {len(emb['data'][0]['embedding'])}-dim embedding")
-        chat = {"model": f"{MODEL}@{tag}", "messages": [{"role": "user", "content": "Once"}],
-                "max_tokens": 12}
+        chat = {
+            "model": f"{MODEL}@{tag}",
+            "messages": [{"role": "user", "content": "Once"}],
+            "max_tokens": 12,
+        }
         refused = http.post("/v1/chat/completions", json=chat)
-        _say(f"{MODEL} without a token → HTTP {refused.status_code} "
-             f"{refused.json().get('error', {}).get('code')}")
+        _say(
+            f"{MODEL} without a token → HTTP {refused.status_code} "
+            f"{refused.json().get('error', {}).get('code')}"
+        )
         token = mint_token(Account.from_key(dev_keys()[USER_KEY]), 3600)
         auth = {"Authorization": f"Bearer {token}"}
         direct = _post(http, "/v1/chat/completions", chat, auth)
         _say(f"direct with the user's token → {direct['choices'][0]['message']['content']!r}")
-        onchain = _post(http, "/v1/chat/completions",
-                        {**chat, "anchorml": {"mode": "onchain", "redundancy": 2}}, auth)
+        onchain = _post(
+            http,
+            "/v1/chat/completions",
+            {**chat, "anchorml": {"mode": "onchain", "redundancy": 2}},
+            auth,
+        )
         receipt = onchain.get("anchorml", {})
-        _say(f"on chain, redundancy 2 → {onchain['choices'][0]['message']['content']!r}",
-             job=receipt.get("job_id"), cid=receipt.get("result_cid"),
-             tx=", ".join(receipt.get("transactions", {}).values()) if isinstance(
-                 receipt.get("transactions"), dict) else receipt.get("create_tx"))
+        _say(
+            f"on chain, redundancy 2 → {onchain['choices'][0]['message']['content']!r}",
+            job=receipt.get("job_id"),
+            cid=receipt.get("result_cid"),
+            tx=", ".join(receipt.get("transactions", {}).values())
+            if isinstance(receipt.get("transactions"), dict)
+            else receipt.get("create_tx"),
+        )
 
         _step("3. fine-tune (LoRA) and evaluate through jobs")
         corpus = work / "corpus.txt"
         corpus.write_text(CORPUS)
         rows = work / "tune.jsonl"
         rows.write_text("\n".join(json.dumps({"text": s}) for s in CORPUS.split(". ")[:24]))
-        tune = submit(owner, JobKind.FINETUNE, f"{MODEL}@{tag}", rows, reward_wei=10**15,
-                      params={"method": "lora", "steps": 8, "batch_size": 2,
-                              "lora": {"r": 4, "alpha": 8, "merge": True}},
-                      output_model=MODEL)
+        tune = submit(
+            owner,
+            JobKind.FINETUNE,
+            f"{MODEL}@{tag}",
+            rows,
+            reward_wei=10**15,
+            params={
+                "method": "lora",
+                "steps": 8,
+                "batch_size": 2,
+                "lora": {"r": 4, "alpha": 8, "merge": True},
+            },
+            output_model=MODEL,
+        )
         _say(f"FINETUNE job {tune.job_id} posted", cid=tune.input_cid, tx=tune.tx_hash)
         tuned = wait_settled(owner, tune.job_id, timeout=900)
         _require(tuned.status == JobStatus.FINALIZED, f"fine-tune job ended {tuned.status.name}")
         new_tag = f"job-{tune.job_id}"
         new = owner.models.version(MODEL, new_tag)
-        _say(f"new version {MODEL}@{new_tag}, parent {MODEL}@{tag}, produced by job {new.job_id}",
-             cid=new.cid)
-        ev = submit(owner, JobKind.EVAL, f"{MODEL}@{new_tag}", corpus, reward_wei=10**15,
-                    params={"max_length": 64, "max_tokens": 1024})
+        _say(
+            f"new version {MODEL}@{new_tag}, parent {MODEL}@{tag}, produced by job {new.job_id}",
+            cid=new.cid,
+        )
+        ev = submit(
+            owner,
+            JobKind.EVAL,
+            f"{MODEL}@{new_tag}",
+            corpus,
+            reward_wei=10**15,
+            params={"max_length": 64, "max_tokens": 1024},
+        )
         _say(f"EVAL job {ev.job_id} posted", tx=ev.tx_hash)
         evaluated = wait_settled(owner, ev.job_id, timeout=900)
         _require(evaluated.status == JobStatus.FINALIZED, f"eval job ended {evaluated.status.name}")
         assert evaluated.result is not None
-        metrics = json.loads(fetch_result(owner.store, evaluated.result, work / "eval.json").read_text())
-        _say(f"metrics {json.dumps(metrics.get('metrics', metrics))[:120]}",
-             cid=evaluated.result.content.to_cid())
+        metrics = json.loads(
+            fetch_result(owner.store, evaluated.result, work / "eval.json").read_text()
+        )
+        _say(
+            f"metrics {json.dumps(metrics.get('metrics', metrics))[:120]}",
+            cid=evaluated.result.content.to_cid(),
+        )
 
         _step("4. aliases, rollback, revocation")
         a = owner.models.set_alias(MODEL, "prod", tag)
@@ -131,10 +172,13 @@ def demo(
         _say(f"prod → {owner.models.resolve(MODEL + '@prod').tag} (rolled back)", tx=c.tx_hash)
         r = owner.models.revoke_version(MODEL, new_tag)
         _say(f"revoked {MODEL}@{new_tag}", tx=r.tx_hash)
-        gone = http.post("/v1/chat/completions", json={**chat, "model": f"{MODEL}@{new_tag}"},
-                         headers=auth)
-        _say(f"gateway on the revoked version → HTTP {gone.status_code} "
-             f"{gone.json().get('error', {}).get('code')}")
+        gone = http.post(
+            "/v1/chat/completions", json={**chat, "model": f"{MODEL}@{new_tag}"}, headers=auth
+        )
+        _say(
+            f"gateway on the revoked version → HTTP {gone.status_code} "
+            f"{gone.json().get('error', {}).get('code')}"
+        )
         console.print("\n[bold green]done[/] — open the dashboard at " + gateway + "/")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -149,7 +193,9 @@ def _exists(sdk: Anchorml, name: str) -> bool:
     return True
 
 
-def _post(http: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+def _post(
+    http: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Any:
     response = http.post(path, json=body, headers=headers)
     if response.status_code != 200:
         raise ConfigError(f"gateway {path} answered {response.status_code}: {response.text[:300]}")

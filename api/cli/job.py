@@ -35,7 +35,9 @@ def submit_cmd(
     redundancy: int = typer.Option(1, "--redundancy", help="Nodes that must agree (k)."),
     deadline: int = typer.Option(3600, "--deadline", help="Seconds until refund."),
     lease: int = typer.Option(600, "--lease", help="Seconds a claim lasts."),
-    output_model: str = typer.Option(None, "--output-model", help="Model that receives the new version."),
+    output_model: str = typer.Option(
+        None, "--output-model", help="Model that receives the new version."
+    ),
     wait: bool = typer.Option(False, "--wait", help="Wait until settled and fetch the result."),
     out_path: Path = typer.Option(None, "--out", help="Where --wait writes the result."),
     rpc: str = RpcOption,
@@ -58,8 +60,16 @@ def submit_cmd(
         raise ConfigError(f"--input {input_path} does not exist")
     sdk = connect(rpc, key_file, deployment)
     posted = submit(
-        sdk, job_kind, model, input_path, params=params_obj, reward_wei=reward,
-        redundancy=redundancy, deadline_s=deadline, lease_s=lease, output_model=output_model,
+        sdk,
+        job_kind,
+        model,
+        input_path,
+        params=params_obj,
+        reward_wei=reward,
+        redundancy=redundancy,
+        deadline_s=deadline,
+        lease_s=lease,
+        output_model=output_model,
     )
     out.print(f"job {posted.job_id}")
     out.print(f"input {posted.input_cid}")
@@ -127,14 +137,27 @@ def list_cmd(
     rows = []
     for job_id in range(1, sdk.jobs.last_job_id() + 1):
         r = sdk.jobs.get_job(job_id)
-        rows.append({"job_id": job_id, "kind": r.spec.kind.name.lower(), "status": r.status.name.lower(),
-                     "reward_wei": r.reward_wei, "redundancy": r.spec.redundancy,
-                     "result": r.result.content.to_cid() if r.result else None})
+        rows.append(
+            {
+                "job_id": job_id,
+                "kind": r.spec.kind.name.lower(),
+                "status": r.status.name.lower(),
+                "reward_wei": r.reward_wei,
+                "redundancy": r.spec.redundancy,
+                "result": r.result.content.to_cid() if r.result else None,
+            }
+        )
     if as_json:
         print_json(rows)
         return
     table = Table("job", "kind", "status", "reward (wei)", "k", "result")
     for row in rows:
-        table.add_row(str(row["job_id"]), str(row["kind"]), str(row["status"]), str(row["reward_wei"]),
-                      str(row["redundancy"]), str(row["result"] or "-"))
+        table.add_row(
+            str(row["job_id"]),
+            str(row["kind"]),
+            str(row["status"]),
+            str(row["reward_wei"]),
+            str(row["redundancy"]),
+            str(row["result"] or "-"),
+        )
     out.print(table)

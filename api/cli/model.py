@@ -26,7 +26,7 @@ from registry.model.package import ModelCache, export_tree, push, read_manifest
 app = typer.Typer(help="Push, pull and manage model versions.", no_args_is_help=True)
 
 
-def _progress(total: int | None, label: str) -> Progress:
+def _progress() -> Progress:
     return Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -42,7 +42,9 @@ def push_cmd(
     directory: Path = typer.Argument(..., help="Model directory (Hugging Face layout)."),
     name: str = typer.Option(..., "--name", help="Model name."),
     version: str = typer.Option(..., "--version", help="Version tag."),
-    access: str = typer.Option("public", "--access", help="public | allowlist | paid (new models)."),
+    access: str = typer.Option(
+        "public", "--access", help="public | allowlist | paid (new models)."
+    ),
     price: int = typer.Option(0, "--price", help="Price in wei of one access period (paid)."),
     period: int = typer.Option(0, "--period", help="Seconds one purchase buys (paid)."),
     parent: str = typer.Option(None, "--parent", help="Parent version, NAME@VERSION."),
@@ -59,12 +61,22 @@ def push_cmd(
     if policy is Access.PAID and period == 0:
         period = 86_400
     sdk = connect(rpc, key_file, deployment)
-    total = sum(e.size for e in build_manifest(directory).files.values()) if directory.is_dir() else 0
-    with _progress(total, "upload") as bar:
+    total = (
+        sum(e.size for e in build_manifest(directory).files.values()) if directory.is_dir() else 0
+    )
+    with _progress() as bar:
         task = bar.add_task(f"adding {directory.name}", total=total or None)
         result = push(
-            sdk, directory, name, version, access=policy, price_wei=price, period_s=period,
-            parent=parent, license=license, progress=lambda n: bar.advance(task, n),
+            sdk,
+            directory,
+            name,
+            version,
+            access=policy,
+            price_wei=price,
+            period_s=period,
+            parent=parent,
+            license=license,
+            progress=lambda n: bar.advance(task, n),
         )
     out.print(f"{result.name}@{result.version}")
     out.print(f"cid {result.cid}")
@@ -83,7 +95,7 @@ def pull_cmd(
     version = sdk.models.resolve(ref)
     cache = ModelCache(sdk.settings.cache_dir, sdk.store)
     manifest = read_manifest(sdk.store, version)
-    with _progress(manifest.total_size, "download") as bar:
+    with _progress() as bar:
         task = bar.add_task(f"pulling {ref}", total=manifest.total_size)
         path = cache.ensure(version, progress=lambda n: bar.advance(task, n))
     if out_dir is not None:
@@ -117,8 +129,12 @@ def list_cmd(
     table = Table("version", "cid", "parent", "job", "licence", "revoked")
     for v in versions:
         table.add_row(
-            v.tag, v.cid, "0x" + v.parent.hex()[:12] if v.parent else "-",
-            str(v.job_id or "-"), v.license or "-", "yes" if v.revoked else "",
+            v.tag,
+            v.cid,
+            "0x" + v.parent.hex()[:12] if v.parent else "-",
+            str(v.job_id or "-"),
+            v.license or "-",
+            "yes" if v.revoked else "",
         )
     out.print(table)
 

@@ -30,7 +30,11 @@ def up(
     """Run the whole devnet in the foreground until Ctrl-C."""
     options = UpOptions(
         data_dir=(data_dir or Settings().data_dir / "devnet").expanduser().resolve(),
-        chain=chain, store=store, workers=workers, gateway_port=port, rpc_port=rpc_port,
+        chain=chain,
+        store=store,
+        workers=workers,
+        gateway_port=port,
+        rpc_port=rpc_port,
     )
     net = Devnet(options, console)
     stop = threading.Event()
@@ -41,11 +45,17 @@ def up(
         net.start_chain()
         assert net.chain is not None
         if chain == "embedded":
-            console.print(f"chain: embedded eth-tester on {net.rpc_url} (chain id {net.chain.chain_id})")
-            console.print("  [yellow]its state lives in this process: stopping `anchorml up` discards it[/]")
+            console.print(
+                f"chain: embedded eth-tester on {net.rpc_url} (chain id {net.chain.chain_id})"
+            )
+            console.print(
+                "  [yellow]its state lives in this process: stopping `anchorml up` discards it[/]"
+            )
         else:
-            console.print(f"chain: anvil on {net.rpc_url} (chain id {net.chain.chain_id}), "
-                          f"state kept in {options.data_dir / 'anvil-state.json'}")
+            console.print(
+                f"chain: anvil on {net.rpc_url} (chain id {net.chain.chain_id}), "
+                f"state kept in {options.data_dir / 'anvil-state.json'}"
+            )
         deployment = net.deploy()
         console.print(f"contracts deployed: {deployment}")
         refs = net.import_models()
@@ -56,8 +66,10 @@ def up(
         while not stop.is_set():
             for name, proc in net.children:
                 if proc.poll() is not None:
-                    console.print(f"[red]{name} exited ({proc.returncode}); see "
-                                  f"{options.data_dir / (name + '.log')}[/]")
+                    console.print(
+                        f"[red]{name} exited ({proc.returncode}); see "
+                        f"{options.data_dir / (name + '.log')}[/]"
+                    )
                     stop.set()
             stop.wait(1.0)
     except KeyboardInterrupt:

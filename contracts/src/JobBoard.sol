@@ -301,6 +301,7 @@ contract JobBoard is Governed {
     /// @param jobId The job.
     function releaseClaim(uint64 jobId) external {
         Job storage j = _job(jobId);
+        if (j.status != Status.Open && j.status != Status.Claimed) revert InvalidJobStatus(jobId, j.status);
         (uint256 slot, Claim storage c) = _activeClaim(jobId, j, msg.sender);
         if (c.state != ClaimState.Active) revert NotClaimant(jobId, msg.sender);
         _freeSlot(jobId, j, slot, false);
@@ -312,17 +313,20 @@ contract JobBoard is Governed {
     function reclaimLapsed(uint64 jobId) external returns (uint256 reopened) {
         Job storage j = _job(jobId);
         if (j.status != Status.Open && j.status != Status.Claimed) revert InvalidJobStatus(jobId, j.status);
+        address holder;
+        uint40 holderExpiry;
         for (uint256 i; i < j.redundancy; ++i) {
             Claim storage c = _claims[jobId][i];
-            if (c.state == ClaimState.Active && block.timestamp >= c.leaseExpiry) {
+            if (c.state != ClaimState.Active) continue;
+            if (block.timestamp >= c.leaseExpiry) {
                 _freeSlot(jobId, j, i, true);
                 ++reopened;
+            } else if (holder == address(0)) {
+                (holder, holderExpiry) = (c.node, c.leaseExpiry);
             }
         }
-        if (reopened == 0) {
-            Claim storage first = _claims[jobId][0];
-            revert LeaseActive(jobId, first.node, first.leaseExpiry);
-        }
+        // Name the first running lease (zero when no slot holds one), not whatever is in slot 0.
+        if (reopened == 0) revert LeaseActive(jobId, holder, holderExpiry);
     }
 
     /// @notice Deliver the result of a redundancy-1 job; the job finalizes and the reward is
@@ -338,9 +342,13 @@ contract JobBoard is Governed {
     {
         Job storage j = _job(jobId);
         if (j.redundancy != 1) revert WrongRedundancyMode(jobId, j.redundancy);
+        // A settled job keeps its claimant's slot: without this check a repeat submit would be
+        // paid again out of other jobs' escrow.
+        if (j.status != Status.Open && j.status != Status.Claimed) revert InvalidJobStatus(jobId, j.status);
         (, Claim storage c) = _activeClaim(jobId, j, msg.sender);
         if (c.state != ClaimState.Active) revert NotClaimant(jobId, msg.sender);
         _checkResult(codec, digest, outputSha256);
+        c.state = ClaimState.Revealed; // delivered: the slot can no longer be released or reused
         _finalize(jobId, j, codec, digest, outputSha256, size, 1);
         _credit(msg.sender, j.reward);
     }

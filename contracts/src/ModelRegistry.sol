@@ -88,6 +88,8 @@ contract ModelRegistry is Governed {
     error WrongPayment(uint256 expected, uint256 sent);
     /// @notice `account` may not use the model.
     error NoAccess(bytes32 modelId, address account);
+    /// @notice Tags starting with `job-` are reserved for versions produced by jobs.
+    error ReservedTag(string tag);
 
     /// @notice A model was created.
     event ModelCreated(bytes32 indexed modelId, string name, address indexed owner, Access access);
@@ -109,7 +111,7 @@ contract ModelRegistry is Governed {
     );
     /// @notice A version was revoked.
     event VersionRevoked(bytes32 indexed modelId, bytes32 indexed versionId);
-    /// @notice An alias now points at `versionId` (and pointed at `previous`).
+    /// @notice An alias now points at `versionId`; `previous` is where a rollback would move it.
     event AliasSet(bytes32 indexed modelId, bytes32 indexed aliasHash, string name, bytes32 versionId, bytes32 previous);
     /// @notice `account` may use the model until `expiry` (0 = access removed).
     event AccessChanged(bytes32 indexed modelId, address indexed account, uint64 expiry);
@@ -176,7 +178,7 @@ contract ModelRegistry is Governed {
 
     /// @notice Register a new, write-once version of a model the caller owns.
     /// @param modelId The model.
-    /// @param tag Version tag (1..64 bytes), unique within the model.
+    /// @param tag Version tag (1..64 bytes), unique within the model, not starting with `job-`.
     /// @param cidCodec CIDv1 codec of the root (0x70 dag-pb or 0x55 raw).
     /// @param cidDigest sha2-256 digest of the root block.
     /// @param manifestSha256 sha256 of the version's `anchorml.json` manifest.
@@ -192,6 +194,9 @@ contract ModelRegistry is Governed {
         bytes32 parent,
         bytes22 license
     ) external whenNotPaused onlyModelOwner(modelId) returns (bytes32 versionId) {
+        // An owner who took `job-<id>` first could make that job's result unregistrable, so
+        // nobody could deliver it and its claimants would be slashed to the owner's profit.
+        if (_isJobTag(tag)) revert ReservedTag(tag);
         return _register(modelId, tag, cidCodec, cidDigest, manifestSha256, parent, 0, license);
     }
 
@@ -246,9 +251,14 @@ contract ModelRegistry is Governed {
         if (v.revoked) revert VersionIsRevoked(versionId);
         bytes32 aliasHash = keccak256(bytes(name));
         Alias storage a = _aliases[modelId][aliasHash];
-        bytes32 previous = a.current;
-        (a.previous, a.current) = (previous, versionId);
-        emit AliasSet(modelId, aliasHash, name, versionId, previous);
+        bytes32 current = a.current;
+        if (current == versionId) {
+            // Re-promoting the current target keeps the rollback target.
+            emit AliasSet(modelId, aliasHash, name, versionId, a.previous);
+            return;
+        }
+        (a.previous, a.current) = (current, versionId);
+        emit AliasSet(modelId, aliasHash, name, versionId, current);
     }
 
     /// @notice Move an alias back to where it pointed before its last move.
@@ -400,6 +410,11 @@ contract ModelRegistry is Governed {
         v.cidCodec = cidCodec;
         v.license = license;
         emit VersionRegistered(modelId, versionId, tag, cidCodec, cidDigest, manifestSha256, parent, jobId, license);
+    }
+
+    function _isJobTag(string calldata tag) private pure returns (bool) {
+        bytes calldata raw = bytes(tag);
+        return raw.length >= 4 && raw[0] == "j" && raw[1] == "o" && raw[2] == "b" && raw[3] == "-";
     }
 
     function _checkPricing(Access access, uint128 price, uint64 period) private pure {

@@ -34,7 +34,9 @@ def load(name: str, build_dir: Path = BUILD_DIR) -> Artifact:
     try:
         raw = path.read_bytes()
     except OSError:
-        raise ConfigError(f"missing contract artifact {path}: run `anchorml contracts build`") from None
+        raise ConfigError(
+            f"missing contract artifact {path}: run `anchorml contracts build`"
+        ) from None
     data = json.loads(raw)
     return Artifact(
         name=data["contractName"],

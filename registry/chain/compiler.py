@@ -135,7 +135,9 @@ def build(out_dir: Path = BUILD_DIR) -> dict[str, str]:
 def render_revert_errors(artifacts: dict[str, str]) -> str:
     """Source of the generated revert-exception module for the deployable contracts."""
     abis = {
-        rel: json.loads(text)["abi"] for rel, text in artifacts.items() if not rel.startswith("test/")
+        rel: json.loads(text)["abi"]
+        for rel, text in artifacts.items()
+        if not rel.startswith("test/")
     }
     return codegen.render(abis)
 

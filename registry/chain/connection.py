@@ -119,7 +119,11 @@ def embedded_chain() -> Chain:
         genesis_parameters=PyEVMBackend.generate_genesis_params({"gas_limit": 30_000_000}),
     )
     tester = EthereumTester(backend=backend, auto_mine_transactions=True)
-    return Chain(w3=Web3(EthereumTesterProvider(tester)), url=EMBEDDED, tester=tester)
+    w3 = Web3(EthereumTesterProvider(tester))
+    # A call without "from" makes web3's eth-tester middleware list every account (three
+    # eth_accounts round trips, most of a view call's time) to pick the first; pin that one.
+    w3.eth.default_account = tester.get_accounts()[0]
+    return Chain(w3=w3, url=EMBEDDED, tester=tester)
 
 
 def connect(url: str, *, timeout: float = 30.0) -> Chain:

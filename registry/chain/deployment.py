@@ -97,7 +97,9 @@ def deploy(wallet: Wallet, params: DeployParams | None = None) -> Deployment:
         job_board=str(board_addr),
         deploy_block=int(first.receipt["blockNumber"]),
         deployer=admin,
-        artifacts={n: artifacts.load(n).sha256 for n in ("ModelRegistry", "NodeRegistry", "JobBoard")},
+        artifacts={
+            n: artifacts.load(n).sha256 for n in ("ModelRegistry", "NodeRegistry", "JobBoard")
+        },
     )
 
 

@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 class Heartbeat:
     """Mines an empty block when the chain has been idle for ``block_time_s``."""
 
-    def __init__(self, chain: Chain, block_time_s: float = 1.0, lock: threading.Lock | None = None) -> None:
+    def __init__(
+        self, chain: Chain, block_time_s: float = 1.0, lock: threading.Lock | None = None
+    ) -> None:
         self.chain = chain
         self.block_time_s = block_time_s
         self.lock = lock  # the devserver's lock, so mining never races a request (eth-tester)

@@ -15,6 +15,7 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
+from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 
 from registry.chain.revert_errors import BY_SELECTOR
@@ -66,7 +67,8 @@ def decode_revert(data: bytes) -> ContractRevertError:
             values = abi_decode(list(cls.param_types), body)
         except DecodingError:
             values = ()
-        args = dict(zip(cls.param_names, (_plain(v) for v in values), strict=False))
+        plain = (_plain(v, t) for v, t in zip(values, cls.param_types, strict=False))
+        args = dict(zip(cls.param_names, plain, strict=False))
         shown = ", ".join(f"{k}={_show(v)}" for k, v in args.items())
         return cls(f"contract reverted: {cls.error_name}({shown})", args)
     if selector == _ERROR_STRING:
@@ -93,7 +95,11 @@ def as_revert(exc: BaseException) -> ContractRevertError | None:
     return decode_revert(data)
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, abi_type: str) -> Any:
+    """A decoded argument as the rest of the SDK shows it: checksummed addresses (web3 style,
+    so they compare equal to ``Wallet.address``), ``0x``-hex for bytes."""
+    if abi_type == "address":
+        return to_checksum_address(value)
     return "0x" + value.hex() if isinstance(value, bytes) else value
 
 

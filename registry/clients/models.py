@@ -91,7 +91,9 @@ class ModelRegistryClient(ContractClient):
         self, name: str, access: Access = Access.PUBLIC, price_wei: int = 0, period_s: int = 0
     ) -> TxResult:
         """Create a model owned by the wallet; ``value`` of the result is the model id."""
-        sent = self._send(self.contract.functions.createModel(name, int(access), price_wei, period_s))
+        sent = self._send(
+            self.contract.functions.createModel(name, int(access), price_wei, period_s)
+        )
         return self._result(sent, model_id(name))
 
     def get_model(self, name: str) -> ModelRecord:
@@ -106,15 +108,21 @@ class ModelRegistryClient(ContractClient):
             raise ModelNotFoundError(f"model {name!r} is not registered")
         return ModelRecord(mid, name, owner, Access(access), int(price), int(period))
 
-    def set_access_policy(self, name: str, access: Access, price_wei: int = 0, period_s: int = 0) -> TxResult:
+    def set_access_policy(
+        self, name: str, access: Access, price_wei: int = 0, period_s: int = 0
+    ) -> TxResult:
         """Change a model's access policy."""
-        fn = self.contract.functions.setAccessPolicy(model_id(name), int(access), price_wei, period_s)
+        fn = self.contract.functions.setAccessPolicy(
+            model_id(name), int(access), price_wei, period_s
+        )
         return self._result(self._send(fn))
 
     def list_models(self, from_block: int | None = None) -> list[ModelRecord]:
         """Every model, in creation order (from ``ModelCreated`` events)."""
         out = []
-        for ev in iter_events(self.chain, self.contract.events.ModelCreated, self._from(from_block)):
+        for ev in iter_events(
+            self.chain, self.contract.events.ModelCreated, self._from(from_block)
+        ):
             out.append(self.get_model(ev["args"]["name"]))
         return out
 
@@ -200,7 +208,9 @@ class ModelRegistryClient(ContractClient):
 
     def revoke_version(self, name: str, tag: str) -> TxResult:
         """Revoke a version (it stays on record but must not be served)."""
-        return self._result(self._send(self.contract.functions.revokeVersion(version_id(name, tag))))
+        return self._result(
+            self._send(self.contract.functions.revokeVersion(version_id(name, tag)))
+        )
 
     # --- aliases -------------------------------------------------------------------------------
 
@@ -211,7 +221,9 @@ class ModelRegistryClient(ContractClient):
 
     def rollback_alias(self, name: str, alias: str) -> TxResult:
         """Move ``alias`` back to its previous target."""
-        return self._result(self._send(self.contract.functions.rollbackAlias(model_id(name), alias)))
+        return self._result(
+            self._send(self.contract.functions.rollbackAlias(model_id(name), alias))
+        )
 
     def alias_target(self, name: str, alias: str) -> bytes | None:
         """The version id ``alias`` points at, or None when unset."""
@@ -227,7 +239,9 @@ class ModelRegistryClient(ContractClient):
 
     def revoke_access(self, name: str, account: str) -> TxResult:
         """Withdraw ``account``'s access to ``name``."""
-        return self._result(self._send(self.contract.functions.revokeAccess(model_id(name), account)))
+        return self._result(
+            self._send(self.contract.functions.revokeAccess(model_id(name), account))
+        )
 
     def buy_access(self, name: str, periods: int = 1) -> TxResult:
         """Buy ``periods`` access periods of a paid model at its current price."""

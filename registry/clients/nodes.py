@@ -83,7 +83,9 @@ class NodeRegistryClient(ContractClient):
     def list_nodes(self, from_block: int | None = None) -> list[NodeRecord]:
         """Every node that ever registered (current records)."""
         seen: dict[str, None] = {}
-        for ev in iter_events(self.chain, self.contract.events.NodeRegistered, self._from(from_block)):
+        for ev in iter_events(
+            self.chain, self.contract.events.NodeRegistered, self._from(from_block)
+        ):
             seen.setdefault(str(ev["args"]["node"]), None)
         return [self.get_node(a) for a in seen]
 
@@ -105,7 +107,9 @@ class NodeRegistryClient(ContractClient):
         return out
 
 
-def ensure_registered(client: NodeRegistryClient, endpoint: str, public_key: bytes) -> TxResult | None:
+def ensure_registered(
+    client: NodeRegistryClient, endpoint: str, public_key: bytes
+) -> TxResult | None:
     """Register the wallet's node with the minimum stake unless it already is eligible.
 
     Returns:

@@ -42,8 +42,12 @@ def _texts(path: Path, *texts: str) -> Path:
 
 def _push_models(d: Devnet) -> None:
     owner = d.sdk(OWNER)
-    push(owner, Path(shutil.copytree(demo.cached_model("minilm"), d.root / "minilm")), "minilm", "v1")
-    push(owner, Path(shutil.copytree(demo.cached_model("tiny-gpt2"), d.root / "gpt2")), "gpt2", "v1")
+    push(
+        owner, Path(shutil.copytree(demo.cached_model("minilm"), d.root / "minilm")), "minilm", "v1"
+    )
+    push(
+        owner, Path(shutil.copytree(demo.cached_model("tiny-gpt2"), d.root / "gpt2")), "gpt2", "v1"
+    )
 
 
 @pytest.fixture
@@ -69,9 +73,17 @@ def test_w1_killed_worker_is_replaced_and_paid_once(net: Devnet, tmp_path: Path)
     (tmp_path / "text.txt").write_text("to be or not to be, that is the question. " * 50)
     requester.models.create_model("gpt2-w1")
     a = net.start_node("w1-a", NODE_KEYS[0], ["gpt2@v1"])
-    job = submit(requester, JobKind.TRAIN, "gpt2@v1", tmp_path / "text.txt",
-                 params={"steps": 80, "seq_len": 32, "batch_size": 4}, reward_wei=REWARD,
-                 output_model="gpt2-w1", lease_s=60, deadline_s=900)
+    job = submit(
+        requester,
+        JobKind.TRAIN,
+        "gpt2@v1",
+        tmp_path / "text.txt",
+        params={"steps": 80, "seq_len": 32, "batch_size": 4},
+        reward_wei=REWARD,
+        output_model="gpt2-w1",
+        lease_s=60,
+        deadline_s=900,
+    )
     net.wait_log("w1-a", f"job {job.job_id} claimed")
     a.send_signal(signal.SIGKILL)
     a.wait()
@@ -80,7 +92,8 @@ def test_w1_killed_worker_is_replaced_and_paid_once(net: Devnet, tmp_path: Path)
     record = wait_settled(requester, job.job_id, timeout=600)
     assert record.status == JobStatus.FINALIZED
     finals = requester.jobs.contract.events.JobFinalized.get_logs(
-        from_block=record.created_block, argument_filters={"jobId": job.job_id})
+        from_block=record.created_block, argument_filters={"jobId": job.job_id}
+    )
     assert len(finals) == 1
     a_addr, b_addr = net.address(NODE_KEYS[0]), net.address(NODE_KEYS[1])
     assert requester.jobs.withdrawable(b_addr) == REWARD
@@ -97,20 +110,26 @@ def test_w2_restart_processes_every_job_once(net: Devnet, tmp_path: Path) -> Non
     requester = net.sdk(REQUESTER)
     inp = _texts(tmp_path / "in.json", "one", "two")
     net.start_node("w2", NODE_KEYS[2], ["minilm@v1"])
-    first = [submit(requester, JobKind.INFER, "minilm@v1", inp, params=EMBED, reward_wei=REWARD)
-             for _ in range(2)]
+    first = [
+        submit(requester, JobKind.INFER, "minilm@v1", inp, params=EMBED, reward_wei=REWARD)
+        for _ in range(2)
+    ]
     for j in first:
         assert wait_settled(requester, j.job_id, timeout=300).status == JobStatus.FINALIZED
     assert net.stop_nodes() == [0]  # SIGTERM: clean exit after the cursor was saved
-    gap = [submit(requester, JobKind.INFER, "minilm@v1", inp, params=EMBED, reward_wei=REWARD)
-           for _ in range(3)]
+    gap = [
+        submit(requester, JobKind.INFER, "minilm@v1", inp, params=EMBED, reward_wei=REWARD)
+        for _ in range(3)
+    ]
     net.start_node("w2", NODE_KEYS[2], ["minilm@v1"])
     for j in gap:
         assert wait_settled(requester, j.job_id, timeout=300).status == JobStatus.FINALIZED
     assert net.stop_nodes() == [0]
     log = net.node_log("w2")
     created = {j.job_id for j in first + gap}
-    delivered = [int(line.split("job ")[1].split()[0]) for line in log.splitlines() if " delivered " in line]
+    delivered = [
+        int(line.split("job ")[1].split()[0]) for line in log.splitlines() if " delivered " in line
+    ]
     assert sorted(delivered) == sorted(created)  # every job once, none twice
     assert requester.jobs.withdrawable(net.address(NODE_KEYS[2])) == REWARD * len(created)
 
@@ -121,12 +140,24 @@ def test_w3_reorg_vanished_job_never_computed_moved_job_once(net: Devnet, tmp_pa
     net.start_node("w3", NODE_KEYS[3], ["minilm@v1"], confirmations="2")
     net.wait_log("w3", "processor ready")
     snap = chain.snapshot()
-    vanished = submit(requester, JobKind.INFER, "minilm@v1", _texts(tmp_path / "a.json", "vanished"),
-                      params=EMBED, reward_wei=REWARD)
+    vanished = submit(
+        requester,
+        JobKind.INFER,
+        "minilm@v1",
+        _texts(tmp_path / "a.json", "vanished"),
+        params=EMBED,
+        reward_wei=REWARD,
+    )
     chain.revert(snap)  # depth-2 reorg: the block with the job (and the params upload tx) is gone
     chain.mine(2)
-    moved = submit(requester, JobKind.INFER, "minilm@v1", _texts(tmp_path / "b.json", "moved"),
-                   params=EMBED, reward_wei=REWARD)
+    moved = submit(
+        requester,
+        JobKind.INFER,
+        "minilm@v1",
+        _texts(tmp_path / "b.json", "moved"),
+        params=EMBED,
+        reward_wei=REWARD,
+    )
     assert moved.job_id == vanished.job_id  # same id, different job
     chain.mine(2)
     record = wait_settled(requester, moved.job_id, timeout=300)
@@ -210,8 +241,9 @@ def test_w5_fifty_concurrent_sends_from_one_key_all_mine(tmp_path: Path, backend
         assert nonces == list(range(start, start + 50))
 
 
-def test_w6_job_taken_by_someone_else_costs_no_gas(net: Devnet, tmp_path: Path,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_w6_job_taken_by_someone_else_costs_no_gas(
+    net: Devnet, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from node.listener import ChainEvent
     from node.metrics import NodeMetrics
     from node.processor import Processor, Served
@@ -223,16 +255,27 @@ def test_w6_job_taken_by_someone_else_costs_no_gas(net: Devnet, tmp_path: Path,
     loser = net.sdk(NODE_KEYS[1])
     for sdk in (winner, loser):
         sdk.nodes.register("http://127.0.0.1:1", b"\x02" * 33, sdk.nodes.min_stake())
-    job = submit(requester, JobKind.INFER, "minilm@v1", _texts(tmp_path / "in.json", "x"),
-                 params=EMBED, reward_wei=REWARD)
+    job = submit(
+        requester,
+        JobKind.INFER,
+        "minilm@v1",
+        _texts(tmp_path / "in.json", "x"),
+        params=EMBED,
+        reward_wei=REWARD,
+    )
     winner.jobs.claim(job.job_id)
     version = loser.models.version("minilm", "v1")
     served = Served({version.version_id: version})
     queue: asyncio.Queue[ChainEvent] = asyncio.Queue()
     processor = Processor(
-        loser, NodeState(tmp_path / "state.sqlite"), queue,
-        ModelCache(tmp_path / "cache", loser.store), served, NodeMetrics(),
-        kinds=["INFER"], work_dir=tmp_path / "work",
+        loser,
+        NodeState(tmp_path / "state.sqlite"),
+        queue,
+        ModelCache(tmp_path / "cache", loser.store),
+        served,
+        NodeMetrics(),
+        kinds=["INFER"],
+        work_dir=tmp_path / "work",
     )
     nonce = loser.chain.w3.eth.get_transaction_count(loser.wallet.address)
     balance = loser.chain.w3.eth.get_balance(loser.wallet.address)
@@ -246,15 +289,28 @@ def test_w6_job_taken_by_someone_else_costs_no_gas(net: Devnet, tmp_path: Path,
     assert rv.LeaseActive.error_name == "LeaseActive"
 
 
-def test_w7_rpc_faults_are_ridden_out_and_an_outage_stops_the_node(net: Devnet, tmp_path: Path) -> None:
+def test_w7_rpc_faults_are_ridden_out_and_an_outage_stops_the_node(
+    net: Devnet, tmp_path: Path
+) -> None:
     proxy = FaultProxy(net.url, fault_rate=0.0)
     try:
         requester = net.sdk(REQUESTER)
-        node = net.start_node("w7", NODE_KEYS[0], ["minilm@v1"], rpc_url=proxy.url, rpc_outage_s="8")
+        node = net.start_node(
+            "w7", NODE_KEYS[0], ["minilm@v1"], rpc_url=proxy.url, rpc_outage_s="8"
+        )
         net.wait_log("w7", "processor ready")
         proxy.fault_rate = 0.3
-        jobs = [submit(requester, JobKind.INFER, "minilm@v1", _texts(tmp_path / f"{i}.json", str(i)),
-                       params=EMBED, reward_wei=REWARD) for i in range(4)]
+        jobs = [
+            submit(
+                requester,
+                JobKind.INFER,
+                "minilm@v1",
+                _texts(tmp_path / f"{i}.json", str(i)),
+                params=EMBED,
+                reward_wei=REWARD,
+            )
+            for i in range(4)
+        ]
         for j in jobs:
             assert wait_settled(requester, j.job_id, timeout=300).status == JobStatus.FINALIZED
         assert proxy.failed > 0
@@ -278,9 +334,15 @@ def test_w8_ipfs_outage_mid_job_releases_instead_of_submitting(tmp_path: Path) -
         (tmp_path / "text.txt").write_text("ipfs outage " * 200)
         requester.models.create_model("gpt2-w8")
         d.start_node("w8", NODE_KEYS[0], ["gpt2@v1"])
-        job = submit(requester, JobKind.TRAIN, "gpt2@v1", tmp_path / "text.txt",
-                     params={"steps": 400, "seq_len": 32, "batch_size": 2}, reward_wei=REWARD,
-                     output_model="gpt2-w8")
+        job = submit(
+            requester,
+            JobKind.TRAIN,
+            "gpt2@v1",
+            tmp_path / "text.txt",
+            params={"steps": 400, "seq_len": 32, "batch_size": 2},
+            reward_wei=REWARD,
+            output_model="gpt2-w8",
+        )
         d.wait_log("w8", f"job {job.job_id} claimed")
         daemon.stop()
         d.wait_log("w8", f"releasing job {job.job_id}", timeout=300)
@@ -290,6 +352,7 @@ def test_w8_ipfs_outage_mid_job_releases_instead_of_submitting(tmp_path: Path) -
             time.sleep(0.1)
         assert requester.jobs.status(job.job_id) == JobStatus.OPEN  # reopened, nothing submitted
         released = requester.jobs.contract.events.ClaimReleased.get_logs(
-            from_block=0, argument_filters={"jobId": job.job_id})
+            from_block=0, argument_filters={"jobId": job.job_id}
+        )
         assert [e["args"]["lapsed"] for e in released] == [False]
         assert d.nodes[0].poll() is None  # the node lives on
