@@ -153,9 +153,11 @@ def make_server(
         heartbeat = Heartbeat(chain, block_time_s, lock=rpc.lock).start()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: one connection per client, not per call
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY:
+                self.close_connection = True  # the unread body must not be parsed as a request
                 self._reply(413, _error(None, -32600, "request too large"))
                 return
             try:

@@ -162,9 +162,9 @@ def test_up_serves_real_clients_and_stops_cleanly(tmp_path: Path) -> None:
     assert "stopped." in (tmp_path / "up.log").read_text()
     time.sleep(1)
     assert _processes_mentioning(str(data)) == []
-    for p in (port, rpc_port):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", p))  # the ports are free again
+    for p in (port, rpc_port):  # nothing listens any more
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", p), timeout=2).close()
 
 
 def test_up_refuses_a_taken_port_with_one_line(tmp_path: Path) -> None:
