@@ -4,12 +4,16 @@ PY := .venv/bin/python
 PIP := .venv/bin/pip
 BIN := .venv/bin
 
-.PHONY: up test lint typecheck unit integration env npm build-contracts bench clean
+.PHONY: up test lint typecheck unit integration env npm browser build-contracts bench clean
+
+# tests run offline: nothing may reach a model hub
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
 
 up: env npm
 	$(BIN)/anchorml up
 
-test: env npm lint typecheck unit integration
+test: env npm browser lint typecheck unit integration
 
 env: .venv/.installed
 
@@ -29,6 +33,10 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Debian's chromium drives the dashboard test (playwright-core cannot download a browser here)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
 lint: env
 	$(BIN)/ruff check registry node api tests bench tools
 	$(BIN)/ruff format --check registry node api tests bench tools
@@ -47,6 +55,9 @@ build-contracts: env npm
 
 bench: env npm
 	$(PY) bench/gas.py
+	$(PY) bench/store.py
+	$(PY) bench/node.py
+	$(PY) bench/gateway.py
 
 clean:
 	rm -rf .venv node_modules .mypy_cache .ruff_cache .pytest_cache
