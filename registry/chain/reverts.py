@@ -23,6 +23,12 @@ from registry.errors import ContractRevertError
 
 _ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string)
 _PANIC = bytes.fromhex("4e487b71")  # Panic(uint256)
+_REVERT_TYPES = {
+    "ContractCustomError",
+    "ContractLogicError",
+    "ContractPanicError",
+    "TransactionFailed",
+}
 _HEX = re.compile(r"0x[0-9a-fA-F]{8,}")
 
 
@@ -84,10 +90,10 @@ def decode_revert(data: bytes) -> ContractRevertError:
 
 def as_revert(exc: BaseException) -> ContractRevertError | None:
     """The typed revert inside a web3/eth-tester exception, or None if it is not a revert."""
+    # ContractPanicError (web3 over HTTP, e.g. an arithmetic overflow) says "Panic error", not
+    # "revert": without it by name a panic would pass for an unreachable RPC endpoint.
     name = type(exc).__name__
-    if name not in {"ContractCustomError", "ContractLogicError", "TransactionFailed"} and (
-        "revert" not in str(exc).lower()
-    ):
+    if name not in _REVERT_TYPES and "revert" not in str(exc).lower():
         return None
     data = revert_data(exc)
     if data is None:

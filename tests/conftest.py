@@ -1,0 +1,42 @@
+"""Shared chain fixtures: one contract behaviour suite, run on every backend.
+
+``backend`` is a session-scoped parametrization (``eth-tester`` in process, ``anvil`` as a real
+process on a free port), so pytest runs every test that uses it once per backend, grouping the
+tests by backend. ``world`` deploys the contracts and the base state once per backend; ``env``
+hands each test that world inside a snapshot that is reverted afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+pytest.register_assert_rewrite("chainfix")
+
+from chainfix import World, make_world  # noqa: E402
+
+BACKENDS = ("eth-tester", "anvil")
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Name of the chain backend the test runs on."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def world(backend: str) -> Iterator[World]:
+    """The contracts deployed with base state on ``backend`` (anvil: started and stopped here)."""
+    deployed, teardown = make_world(backend)
+    try:
+        yield deployed
+    finally:
+        teardown()
+
+
+@pytest.fixture
+def env(world: World) -> Iterator[World]:
+    """The deployed world, reverted to its base state after the test."""
+    with world.isolated():
+        yield world
