@@ -30,7 +30,9 @@ env: .venv/.installed
 npm: node_modules/.installed
 
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	# `npm install` honours package-lock.json; `npm ci` trips over anvil's per-platform optional
+	# packages, which npm 11 leaves out of the lock
+	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 # Debian's chromium drives the dashboard test (playwright-core cannot download a browser here)
