@@ -26,7 +26,15 @@ from registry.sdk import Anchorml
 
 log = logging.getLogger(__name__)
 
-JOB_EVENTS = ("JobCreated", "JobClaimed", "ClaimReleased", "ResultCommitted", "JobFinalized", "JobExpired", "JobCancelled")
+JOB_EVENTS = (
+    "JobCreated",
+    "JobClaimed",
+    "ClaimReleased",
+    "ResultCommitted",
+    "JobFinalized",
+    "JobExpired",
+    "JobCancelled",
+)
 REGISTRY_EVENTS = ("VersionRevoked",)
 
 
@@ -116,13 +124,16 @@ class Listener(Service):
                     self.health["reorgs"] = self.reorgs
                     log.warning(
                         "reorg of depth %s detected; rescanning from block %s",
-                        cursor - number, number + 1,
+                        cursor - number,
+                        number + 1,
                     )
                     self.state.rewind(number)
                 return number
         self.state.rewind(self.sdk.deployment.deploy_block - 1)
-        log.warning("reorg deeper than the %s recorded blocks; rescanning from the deployment",
-                    len(recorded))
+        log.warning(
+            "reorg deeper than the %s recorded blocks; rescanning from the deployment",
+            len(recorded),
+        )
         return self.sdk.deployment.deploy_block - 1
 
     def _hash(self, number: int) -> str | None:
@@ -160,7 +171,10 @@ class Listener(Service):
         from eth_utils import event_abi_to_log_topic
 
         table: dict[str, tuple[str, Any]] = {}
-        sources = [(self.sdk.jobs.contract, JOB_EVENTS), (self.sdk.models.contract, REGISTRY_EVENTS)]
+        sources = [
+            (self.sdk.jobs.contract, JOB_EVENTS),
+            (self.sdk.models.contract, REGISTRY_EVENTS),
+        ]
         for contract, names in sources:
             for name in names:
                 event = getattr(contract.events, name)()

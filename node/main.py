@@ -35,7 +35,9 @@ class Node:
         self.sdk = sdk
         self.metrics = NodeMetrics()
         self.state = NodeState(config.state_dir / "state.sqlite")
-        self.cache = ModelCache(config.settings.cache_dir, sdk.store, max_bytes=config.cache_max_bytes)
+        self.cache = ModelCache(
+            config.settings.cache_dir, sdk.store, max_bytes=config.cache_max_bytes
+        )
         self.served = Served()
         self.health: dict[str, Any] = {"name": config.name}
         self.events: asyncio.Queue[ChainEvent] = asyncio.Queue(maxsize=10_000)
@@ -101,12 +103,17 @@ class Node:
         routes = None
         if self.runtime is not None:
             routes = self.runtime.router()
-        http = HttpServer(create_app(self.metrics, self.health, routes), self.config.http_host,
-                          self.config.http_port)
+        http = HttpServer(
+            create_app(self.metrics, self.health, routes),
+            self.config.http_host,
+            self.config.http_port,
+        )
         endpoint = self.config.endpoint or http.url
         await asyncio.to_thread(self.register, endpoint)
         listener = Listener(
-            self.sdk, self.state, self.events,
+            self.sdk,
+            self.state,
+            self.events,
             confirmations=self.config.confirmations,
             poll_interval_s=self.config.poll_interval_s,
             scan_window=self.config.scan_window,
@@ -114,7 +121,12 @@ class Node:
             health=self.health,
         )
         processor = Processor(
-            self.sdk, self.state, self.events, self.cache, self.served, self.metrics,
+            self.sdk,
+            self.state,
+            self.events,
+            self.cache,
+            self.served,
+            self.metrics,
             kinds=self.config.kinds,
             work_dir=self.config.state_dir / "work",
             job_timeout_s=self.config.job_timeout_s,
@@ -148,6 +160,7 @@ def main(config: NodeConfig) -> NoReturn:
     loop = asyncio.new_event_loop()
     try:
         node = Node.create(config)
+        node.runtime = _serving(node)  # direct inference for the served versions
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, node.request_stop)
         loop.run_until_complete(node.run())
@@ -161,6 +174,13 @@ def main(config: NodeConfig) -> NoReturn:
         sys.stdout.flush()
         sys.stderr.flush()
     os._exit(code)
+
+
+def _serving(node: Node) -> Any:
+    """The worker's inference runtime (``node.serving``), mounted on its HTTP endpoint."""
+    from node.serving.worker import WorkerServing
+
+    return WorkerServing(node)
 
 
 def configure_logging(level: str = "INFO", path: Path | None = None) -> None:

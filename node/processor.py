@@ -1,9 +1,12 @@
 """Turn job events into work: check, claim, execute, pin, deliver, settle.
 
-For each candidate job (one at a time — jobs are CPU-bound):
-    1. read the job from the chain (the listener's event may be stale or reorged away) and skip it
-       unless it is open, before its deadline, for a served version and an accepted kind, and not
-       already delivered by this node;
+For each candidate job (one at a time — jobs are CPU-bound; among the oldest few candidates the
+node takes the one its address hashes lowest with, so nodes watching one backlog spread over it
+instead of racing for the same job, and the oldest is passed over only a bounded number of times):
+    1. read the job from the chain (the listener's event may be stale or reorged away: its spec
+       is used only if it matches the stored commitment) and skip it unless it is open, before
+       its deadline, for a served version and an accepted kind, and not already delivered by
+       this node;
     2. fetch and verify everything *before* claiming: the params (by hash), the input (by CID) and
        the model (cache: CID + manifest + safety checks); a job we cannot do is never claimed;
     3. claim (simulated first; losing a race is logged at INFO and costs no gas);
@@ -13,13 +16,15 @@ For each candidate job (one at a time — jobs are CPU-bound):
     6. deliver: ``submitResult`` for redundancy 1 (settles at once), or commit now and reveal once
        every claimant has committed.
 Failures after the claim release it, so another node can take the job. Alongside, a housekeeping
-pass expires overdue jobs (refunding requesters) and finalizes reveal rounds whose window closed.
+pass expires overdue jobs (refunding requesters) and finalizes reveal rounds whose window closed;
+it reads the chain only for jobs where one of those can be due.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import os
 import shutil
@@ -37,7 +42,7 @@ from node.service import Service
 from node.state import NodeState
 from registry.chain import revert_errors as rv
 from registry.clients import ContentRef, JobKind, JobStatus, VersionRecord
-from registry.clients.jobs import JobRecord, Output
+from registry.clients.jobs import JobCreated, JobRecord, Output
 from registry.errors import AnchormlError, ContractRevertError, StoreError
 from registry.jobio import fetch_params
 from registry.model.manifest import build_manifest, write_manifest
@@ -57,10 +62,35 @@ BENIGN = (
     rv.RevealWindow,
 )
 PIN_ATTEMPTS = 4
+#: How many of the oldest candidates a node chooses its next job among (and how many times the
+#: oldest may be passed over before it is taken).
+SPREAD = 16
+#: Seconds a read of the chain's time is reused for. It only decides when to skip or settle a
+#: job early; the contract enforces every deadline itself, and a stale time is never ahead.
+CLOCK_TTL_S = 1.0
 
 
 class JobSkipped(Exception):
     """The node decided not to (or can no longer) work on a job; the message says why."""
+
+
+@dataclass
+class Watched:
+    """An unsettled job this node saw created.
+
+    Attributes:
+        deadline: the job's deadline (chain time).
+        redundancy: how many nodes must deliver.
+        created: its ``JobCreated`` (saves the log scan when the job is read).
+        open_slots: claim slots not held by anyone, as far as events tell.
+        committed: a result commitment was seen (a reveal round may open).
+    """
+
+    deadline: int
+    redundancy: int
+    created: JobCreated
+    open_slots: int
+    committed: bool = False
 
 
 @dataclass
@@ -131,10 +161,12 @@ class Processor(Service):
         self.housekeeping_s = housekeeping_s
         self.outage_s = outage_s
         self.candidates: dict[int, None] = {}  # ordered set of job ids to look at
-        self.watch: dict[int, int] = {}  # unsettled job id → deadline, for housekeeping
+        self.watch: dict[int, Watched] = {}  # unsettled jobs, for housekeeping
         self.leases: dict[int, int] = {}  # job id → latest lease expiry held by another node
         self.current: int | None = None
         self.address = sdk.wallet.address if sdk.wallet else ""
+        self._clock: tuple[float, int] | None = None  # (monotonic time read, chain time)
+        self._oldest: tuple[int, int] | None = None  # (oldest candidate, times passed over)
 
     async def setup(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -149,15 +181,32 @@ class Processor(Service):
                 await self._housekeeping()
                 last_housekeeping = time.monotonic()
             if self.candidates:
-                job_id = next(iter(self.candidates))
-                del self.candidates[job_id]
-                await self._handle(job_id)
+                await self._handle(self._next_candidate())
                 continue
             try:
                 event = await asyncio.wait_for(self.events.get(), timeout=self.housekeeping_s)
             except TimeoutError:
                 continue
             self._on_event(event)
+
+    def _next_candidate(self) -> int:
+        """Take the next job to look at: of the ``SPREAD`` oldest candidates, the one whose id
+        hashes lowest with this node's address — a rendezvous choice, so nodes that see the same
+        backlog mostly start on different jobs — unless the oldest was passed over ``SPREAD``
+        times already (no job waits long at the head of the line)."""
+        oldest = next(iter(self.candidates))
+        passed = self._oldest[1] if self._oldest and self._oldest[0] == oldest else 0
+        if passed >= SPREAD:
+            job_id = oldest
+        else:
+            window = itertools.islice(self.candidates, SPREAD)
+            job_id = min(window, key=self._rank)
+        self._oldest = None if job_id == oldest else (oldest, passed + 1)
+        del self.candidates[job_id]
+        return job_id
+
+    def _rank(self, job_id: int) -> bytes:
+        return hashlib.sha256(f"{self.address}:{job_id}".encode()).digest()
 
     # --- events --------------------------------------------------------------------------------
 
@@ -169,21 +218,39 @@ class Processor(Service):
         args = event.args
         if event.name == "JobCreated":
             job_id = int(args["jobId"])
-            self.watch[job_id] = int(args["deadline"])
+            redundancy = int(args["redundancy"])
+            self.watch[job_id] = Watched(
+                deadline=int(args["deadline"]),
+                redundancy=redundancy,
+                created=JobCreated.from_event(args, event.block),
+                open_slots=redundancy,
+            )
             kind = JobKind(int(args["kind"])).name
             known = self.served.get(bytes(args["versionId"])) is not None
             if kind in self.kinds and (known or self.served.open_ended):
                 self.candidates[job_id] = None
         elif event.name == "JobClaimed":
             job_id = int(args["jobId"])
+            watched = self.watch.get(job_id)
+            if watched is not None:
+                watched.open_slots -= 1
             if args["node"] != self.address:
                 self.leases[job_id] = int(args["leaseExpiry"])
+                if watched is not None and watched.open_slots <= 0:
+                    # every slot is held: a claim could only fail (a lapsed lease or a release
+                    # makes it a candidate again)
+                    self.candidates.pop(job_id, None)
         elif event.name == "ClaimReleased":
             job_id = int(args["jobId"])
-            if job_id in self.watch and args["node"] != self.address:
-                self.candidates[job_id] = None
+            watched = self.watch.get(job_id)
+            if watched is not None:
+                watched.open_slots += 1
+                if args["node"] != self.address:
+                    self.candidates[job_id] = None
         elif event.name == "ResultCommitted":
             job_id = int(args["jobId"])
+            if job_id in self.watch:
+                self.watch[job_id].committed = True
             if any(e.state == "committed" for e in self.state.attempts(job_id)):
                 self.candidates[job_id] = None  # maybe every claimant has committed: reveal
         elif event.name in ("JobFinalized", "JobExpired", "JobCancelled"):
@@ -193,7 +260,9 @@ class Processor(Service):
             self.candidates.pop(job_id, None)
             for entry in self.state.attempts(job_id):
                 if entry.state not in ("done", "released", "skipped"):
-                    self.state.record(job_id, entry.attempt, "done" if event.name == "JobFinalized" else "lost")
+                    self.state.record(
+                        job_id, entry.attempt, "done" if event.name == "JobFinalized" else "lost"
+                    )
         elif event.name == "VersionRevoked":
             version = self.served.revoke(bytes(args["versionId"]))
             if version is not None:
@@ -215,7 +284,7 @@ class Processor(Service):
             self.current = None
 
     async def _process(self, job_id: int) -> None:
-        job = await self._rpc(lambda: self.sdk.jobs.get_job(job_id), f"job {job_id}")
+        job = await self._get_job(job_id)
         mine = self.state.attempts(job_id)
         latest = mine[-1] if mine else None
         if latest is not None and latest.state == "committed":
@@ -227,14 +296,15 @@ class Processor(Service):
             raise JobSkipped("this node already delivered a result for it")
         version = self.served.get(job.spec.version_id)
         if version is None and self.served.open_ended:
-            record = await self._rpc(lambda: self.sdk.models.get_version(job.spec.version_id), "version")
+            record = await self._rpc(
+                lambda: self.sdk.models.get_version(job.spec.version_id), "version"
+            )
             version = record if self.served.admit(record) else None
         if version is None:
             raise JobSkipped("its model version is not served by this node")
         if job.spec.kind.name not in self.kinds:
             raise JobSkipped(f"{job.spec.kind.name} jobs are not taken by this node")
-        now = await self._rpc(self.sdk.chain.timestamp, "timestamp")
-        if now >= job.spec.deadline:
+        if await self._chain_time() >= job.spec.deadline:
             raise JobSkipped("its deadline passed")
         attempt = (latest.attempt + 1) if latest else 1
         workspace = Path(tempfile.mkdtemp(prefix=f"job-{job_id}-", dir=self.work_dir))
@@ -245,7 +315,9 @@ class Processor(Service):
             log.info("job %s claimed until %s", job_id, claim.value)
             started = time.monotonic()
             try:
-                output = await self._execute_and_pin(job, version, params, input_path, model_dir, workspace)
+                output = await self._execute_and_pin(
+                    job, version, params, input_path, model_dir, workspace
+                )
                 await self._deliver(job, attempt, output)
             except asyncio.CancelledError:
                 await self._release(job_id, attempt, "node stopping")
@@ -260,17 +332,23 @@ class Processor(Service):
         finally:
             shutil.rmtree(workspace, ignore_errors=True)
 
-    async def _prepare(self, job: JobRecord, version: VersionRecord, workspace: Path) -> tuple[bytes, Path, Path]:
-        """Fetch params, input and model, all verified, before any claim."""
+    async def _prepare(
+        self, job: JobRecord, version: VersionRecord, workspace: Path
+    ) -> tuple[bytes, Path, Path]:
+        """Fetch params, input and model, all verified, before any claim (in one worker thread)."""
         from node.executors import parse_params
 
         store = self.sdk.store
-        try:
-            params = await asyncio.to_thread(fetch_params, store, job.spec.params_hash)
+        input_path = workspace / "input"
+
+        def fetch() -> tuple[bytes, Path]:
+            params = fetch_params(store, job.spec.params_hash)
             parse_params(job.spec.kind.name, params)
-            input_path = workspace / "input"
-            await asyncio.to_thread(store.get, job.spec.input.to_cid(), input_path)
-            model_dir = await asyncio.to_thread(self.cache.ensure, version)
+            store.get(job.spec.input.to_cid(), input_path)
+            return params, self.cache.ensure(version)
+
+        try:
+            params, model_dir = await asyncio.to_thread(fetch)
         except InvalidJobParamsError as exc:
             raise JobSkipped(f"invalid params: {exc.message}") from None
         except AnchormlError as exc:
@@ -315,18 +393,21 @@ class Processor(Service):
     async def _pin(self, target: Path, check_path: Path) -> str:
         """Add the output and read it back verified; retry through store hiccups."""
         store = self.sdk.store
+
+        def pin_and_check() -> str:
+            root = store.add_path(target)
+            store.pin(root)
+            # read back the hashed file through the store (every block re-verified)
+            rel = check_path.relative_to(target).as_posix() if check_path != target else ""
+            probe = f"{root}/{rel}" if rel else str(root)
+            if store.read(_resolve(store, probe)) != check_path.read_bytes():
+                raise StoreError("output read back from the store differs")
+            return str(root)
+
         delay = 0.5
         for attempt in range(1, PIN_ATTEMPTS + 1):
             try:
-                root = await asyncio.to_thread(store.add_path, target)
-                await asyncio.to_thread(store.pin, root)
-                # read back the hashed file through the store (every block re-verified)
-                rel = check_path.relative_to(target).as_posix() if check_path != target else ""
-                probe = f"{root}/{rel}" if rel else str(root)
-                data = await asyncio.to_thread(store.read, _resolve(store, probe))
-                if data != check_path.read_bytes():
-                    raise StoreError("output read back from the store differs")
-                return str(root)
+                return await asyncio.to_thread(pin_and_check)
             except StoreError as exc:
                 if attempt == PIN_ATTEMPTS:
                     raise
@@ -340,15 +421,28 @@ class Processor(Service):
         cid = output.content.to_cid()
         if job.spec.redundancy == 1:
             sent = await self._send("submit", lambda: self.sdk.jobs.submit(job_id, output))
-            self.state.record(job_id, attempt, "done", output_cid=cid, output_sha256=output.sha256,
-                              output_size=output.size)
+            self.state.record(
+                job_id,
+                attempt,
+                "done",
+                output_cid=cid,
+                output_sha256=output.sha256,
+                output_size=output.size,
+            )
             self.metrics.jobs.labels(job.spec.kind.name, "delivered").inc()
             log.info("job %s delivered %s (tx %s)", job_id, cid, sent.tx_hash)
             return
         salt = os.urandom(32)
         # the salt is saved before the commit is sent, so a restart can still reveal
-        self.state.record(job_id, attempt, "committing", output_cid=cid, output_sha256=output.sha256,
-                          output_size=output.size, salt=salt)
+        self.state.record(
+            job_id,
+            attempt,
+            "committing",
+            output_cid=cid,
+            output_sha256=output.sha256,
+            output_size=output.size,
+            salt=salt,
+        )
         await self._send("commit", lambda: self.sdk.jobs.commit(job_id, output, salt))
         self.state.record(job_id, attempt, "committed")
         log.info("job %s committed %s", job_id, cid)
@@ -357,12 +451,18 @@ class Processor(Service):
     async def _maybe_reveal(self, job: JobRecord, attempt: int) -> None:
         if job.status != JobStatus.REVEALING:
             if job.status.settled:
-                self.state.record(job.job_id, attempt, "done" if job.status == JobStatus.FINALIZED else "lost")
+                self.state.record(
+                    job.job_id, attempt, "done" if job.status == JobStatus.FINALIZED else "lost"
+                )
             return
         entry = next(e for e in self.state.attempts(job.job_id) if e.attempt == attempt)
         assert entry.output_cid and entry.output_sha256 is not None and entry.salt is not None
-        output = Output(ContentRef.from_cid(entry.output_cid), entry.output_sha256, int(entry.output_size or 0))
-        await self._send("reveal", lambda: self.sdk.jobs.reveal(job.job_id, output, entry.salt or b""))
+        output = Output(
+            ContentRef.from_cid(entry.output_cid), entry.output_sha256, int(entry.output_size or 0)
+        )
+        await self._send(
+            "reveal", lambda: self.sdk.jobs.reveal(job.job_id, output, entry.salt or b"")
+        )
         self.state.record(job.job_id, attempt, "revealed")
         self.metrics.jobs.labels(job.spec.kind.name, "revealed").inc()
         log.info("job %s revealed %s", job.job_id, entry.output_cid)
@@ -382,24 +482,27 @@ class Processor(Service):
         lapsed (anyone may; races are benign)."""
         if not self.watch:
             return
-        now = await self._rpc(self.sdk.chain.timestamp, "timestamp")
+        now = await self._chain_time()
         for job_id, lease_expiry in list(self.leases.items()):
             if now >= lease_expiry:
                 del self.leases[job_id]
                 if job_id in self.watch and not self.state.delivered(job_id):
                     self.candidates[job_id] = None  # claiming takes over the lapsed slot
-        for job_id, deadline in list(self.watch.items()):
+        for job_id, watched in list(self.watch.items()):
             if self.stopping.is_set():
                 return
+            overdue = now >= watched.deadline
+            if not overdue and not (watched.committed and watched.redundancy > 1):
+                continue  # neither expiry nor a reveal round can be due: no need to ask the chain
             try:
                 status = await self._rpc(lambda j=job_id: self.sdk.jobs.status(j), f"job {job_id}")
                 if status.settled:
                     self.watch.pop(job_id, None)
                 elif status == JobStatus.REVEALING:
-                    job = await self._rpc(lambda j=job_id: self.sdk.jobs.get_job(j), f"job {job_id}")
+                    job = await self._get_job(job_id)
                     if now >= job.reveal_deadline:
                         await self._send("finalize", lambda j=job_id: self.sdk.jobs.finalize(j))
-                elif now >= deadline:
+                elif overdue:
                     await self._send("expire", lambda j=job_id: self.sdk.jobs.expire(j))
                     log.info("job %s expired: requester refunded", job_id)
             except BENIGN:
@@ -422,6 +525,24 @@ class Processor(Service):
 
     async def _rpc(self, fn: Any, what: str) -> Any:
         return await with_retries(fn, what=what, outage_s=self.outage_s)
+
+    async def _get_job(self, job_id: int) -> JobRecord:
+        """The job as the chain has it now (its spec from the listener's event when that still
+        matches the stored commitment, else from a log scan)."""
+        watched = self.watch.get(job_id)
+        created = watched.created if watched is not None else None
+        record: JobRecord = await self._rpc(
+            lambda: self.sdk.jobs.get_job(job_id, created=created, with_result=False),
+            f"job {job_id}",
+        )
+        return record
+
+    async def _chain_time(self) -> int:
+        """The latest block's timestamp, read at most every ``CLOCK_TTL_S`` seconds."""
+        now = time.monotonic()
+        if self._clock is None or now - self._clock[0] >= CLOCK_TTL_S:
+            self._clock = (now, int(await self._rpc(self.sdk.chain.timestamp, "timestamp")))
+        return self._clock[1]
 
 
 def _resolve(store: Any, path: str) -> Any:

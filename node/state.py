@@ -88,7 +88,9 @@ class NodeState:
     def recent_blocks(self) -> list[tuple[int, str]]:
         """Recorded ``(number, hash)`` pairs, newest first."""
         with self._lock:
-            rows = self._db.execute("SELECT number, hash FROM blocks ORDER BY number DESC").fetchall()
+            rows = self._db.execute(
+                "SELECT number, hash FROM blocks ORDER BY number DESC"
+            ).fetchall()
         return [(int(n), str(h)) for n, h in rows]
 
     def rewind(self, number: int) -> None:
@@ -122,7 +124,17 @@ class NodeState:
                      salt = COALESCE(excluded.salt, salt),
                      note = COALESCE(excluded.note, note),
                      updated = excluded.updated""",
-                (job_id, attempt, state, output_cid, output_sha256, output_size, salt, note, time.time()),
+                (
+                    job_id,
+                    attempt,
+                    state,
+                    output_cid,
+                    output_sha256,
+                    output_size,
+                    salt,
+                    note,
+                    time.time(),
+                ),
             )
 
     def attempts(self, job_id: int) -> list[JobEntry]:
@@ -144,7 +156,8 @@ class NodeState:
         with self._lock:
             rows = self._db.execute(
                 "SELECT job_id, attempt, state, output_cid, output_sha256, output_size, salt, note "
-                "FROM jobs j WHERE attempt = (SELECT MAX(attempt) FROM jobs WHERE job_id = j.job_id) "
+                "FROM jobs j "
+                "WHERE attempt = (SELECT MAX(attempt) FROM jobs WHERE job_id = j.job_id) "
                 "AND state NOT IN ('done', 'released', 'skipped', 'lost')"
             ).fetchall()
         return [JobEntry(*row) for row in rows]

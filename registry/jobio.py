@@ -96,7 +96,9 @@ def submit(
     if (input_path is None) == (input_bytes is None):
         raise ConfigError("give exactly one of an input file/directory or input bytes")
     if kind.produces_model and not output_model:
-        raise ConfigError(f"{kind.name} jobs produce a model: name the output model (--output-model)")
+        raise ConfigError(
+            f"{kind.name} jobs produce a model: name the output model (--output-model)"
+        )
     version = sdk.models.resolve(model_ref)
     if input_path is not None:
         root = sdk.store.add_path(Path(input_path))
@@ -146,5 +148,7 @@ def fetch_result(store: ContentStore, output: Any, out: Path) -> Path:
     path = store.get(output.content.to_cid(), out)
     target = path / MANIFEST_NAME if path.is_dir() else path
     if hashlib.sha256(target.read_bytes()).digest() != output.sha256:
-        raise CorruptContentError(f"result {output.content.to_cid()} does not match its on-chain sha256")
+        raise CorruptContentError(
+            f"result {output.content.to_cid()} does not match its on-chain sha256"
+        )
     return path

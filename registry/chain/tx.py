@@ -25,8 +25,8 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_typing import ChecksumAddress
 from eth_keys.datatypes import PrivateKey
+from eth_typing import ChecksumAddress
 from web3.exceptions import TransactionNotFound
 from web3.types import TxParams, TxReceipt
 
@@ -151,8 +151,11 @@ class Wallet:
                 break
             if int(sent.receipt["gasUsed"]) < limit:
                 break  # a revert, not exhaustion: _check_status names it
-            log.info("transaction %s ran out of gas (the state changed after the estimate); "
-                     "simulating and sending it again", sent.tx_hash)  # fmt: skip
+            log.info(
+                "transaction %s ran out of gas (the state changed after the estimate); "
+                "simulating and sending it again",
+                sent.tx_hash,
+            )
         self._check_status(fn, value, sent)
         self._await_confirmations(sent)
         return sent
@@ -172,7 +175,9 @@ class Wallet:
                     # our local nonce ran ahead of the chain (a reorg dropped our txs): resync once
                     self._next_nonce = None
                     if resync:
-                        raise TransactionError(f"nonce {nonce} rejected twice by the chain") from None
+                        raise TransactionError(
+                            f"nonce {nonce} rejected twice by the chain"
+                        ) from None
                 except BaseException:
                     self._next_nonce = None  # resync from the chain next time
                     raise
@@ -186,8 +191,13 @@ class Wallet:
             try:
                 gas = int(ctor.estimate_gas({"from": self.address}) * 1.2)
                 tx = ctor.build_transaction(
-                    {"from": self.address, "nonce": nonce, "gas": gas,
-                     "chainId": self.chain.chain_id, **self._fees()}  # fmt: skip
+                    {
+                        "from": self.address,
+                        "nonce": nonce,
+                        "gas": gas,
+                        "chainId": self.chain.chain_id,
+                        **self._fees(),
+                    }
                 )
             except BaseException as exc:
                 self._next_nonce = None
@@ -261,7 +271,9 @@ class Wallet:
             if attempt:
                 self.retries += 1
                 tx = {**tx, **self._fees(bump=attempt)}
-                log.info("rebroadcasting nonce %s with a higher fee (attempt %s)", tx["nonce"], attempt)
+                log.info(
+                    "rebroadcasting nonce %s with a higher fee (attempt %s)", tx["nonce"], attempt
+                )
             signed = Account.sign_transaction(tx, self._signing_key)
             if self.on_send is not None:
                 self.on_send(tx)  # type: ignore[arg-type]
@@ -281,7 +293,9 @@ class Wallet:
                     if revert is not None:
                         raise revert from None
                     raise _transport_error(self.chain, exc) from None
-            receipt = self._poll_receipt(tx_hash.to_0x_hex() if hasattr(tx_hash, "to_0x_hex") else str(tx_hash))
+            receipt = self._poll_receipt(
+                tx_hash.to_0x_hex() if hasattr(tx_hash, "to_0x_hex") else str(tx_hash)
+            )
             if receipt is not None:
                 return Sent(tx_hash=receipt["transactionHash"].to_0x_hex(), receipt=receipt)
         self._next_nonce = None
@@ -323,7 +337,9 @@ class Wallet:
         deadline = time.monotonic() + self.timeout
         while int(self.chain.w3.eth.block_number) < target:
             if time.monotonic() >= deadline:
-                raise TransactionError(f"{sent.tx_hash}: no {self.confirmations} confirmations in time")
+                raise TransactionError(
+                    f"{sent.tx_hash}: no {self.confirmations} confirmations in time"
+                )
             time.sleep(0.1)
 
 

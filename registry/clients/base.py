@@ -10,7 +10,7 @@ from web3.logs import DISCARD
 from registry.chain import artifacts
 from registry.chain.connection import Chain
 from registry.chain.reverts import as_revert
-from registry.chain.tx import Sent, Wallet
+from registry.chain.tx import Sent, Wallet, cache_chain_id
 from registry.errors import ConfigError, RpcUnavailableError
 
 CODEC_RAW = 0x55
@@ -74,6 +74,7 @@ class ContractClient:
         self.chain = chain
         self.wallet = wallet
         self.from_block = from_block  # event scans start here (the deploy block)
+        cache_chain_id(chain)  # every view call would otherwise cost an eth_chainId round trip
         self.contract = chain.w3.eth.contract(
             address=chain.w3.to_checksum_address(address),
             abi=artifacts.load(self.contract_name).abi,
@@ -94,7 +95,9 @@ class ContractClient:
             revert = as_revert(exc)
             if revert is not None:
                 raise revert from None
-            raise RpcUnavailableError(f"call to {self.chain.url} failed: {type(exc).__name__}") from None
+            raise RpcUnavailableError(
+                f"call to {self.chain.url} failed: {type(exc).__name__}"
+            ) from None
 
     def _send(self, fn: Any, value: int = 0) -> Sent:
         if self.wallet is None:

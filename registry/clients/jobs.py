@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from eth_abi import encode
 from eth_utils import keccak
@@ -72,12 +74,7 @@ class JobSpec:
 
     def input_hash(self) -> bytes:
         """The commitment the contract stores for the input and params."""
-        return keccak(
-            encode(
-                ["uint8", "bytes32", "bytes32"],
-                [self.input.codec, self.input.digest, self.params_hash],
-            )
-        )
+        return _input_hash(self.input, self.params_hash)
 
 
 @dataclass(frozen=True)
@@ -105,6 +102,29 @@ class Claim:
     node: str
     lease_expiry: int
     state: ClaimState
+
+
+@dataclass(frozen=True)
+class JobCreated:
+    """The part of a job's spec that only its ``JobCreated`` event carries (the contract stores a
+    commitment to the input and params, not the values), and the block of that event."""
+
+    job_id: int
+    input: ContentRef
+    params_hash: bytes
+    output_model_id: bytes
+    block: int
+
+    @classmethod
+    def from_event(cls, args: Mapping[str, Any], block: int) -> JobCreated:
+        """From a decoded ``JobCreated`` log's arguments."""
+        return cls(
+            job_id=int(args["jobId"]),
+            input=ContentRef(int(args["inputCodec"]), bytes(args["inputDigest"])),
+            params_hash=bytes(args["paramsHash"]),
+            output_model_id=bytes(args["outputModelId"]),
+            block=block,
+        )
 
 
 @dataclass(frozen=True)
@@ -183,7 +203,15 @@ class JobBoardClient(ContractClient):
         return keccak(
             encode(
                 ["uint64", "address", "uint8", "bytes32", "bytes32", "uint40", "bytes32"],
-                [job_id, node, output.content.codec, output.content.digest, output.sha256, output.size, salt],
+                [
+                    job_id,
+                    node,
+                    output.content.codec,
+                    output.content.digest,
+                    output.sha256,
+                    output.size,
+                    salt,
+                ],
             )
         )
 
@@ -193,7 +221,9 @@ class JobBoardClient(ContractClient):
             raise ChainError("committing needs a signing key")
         salt = salt or os.urandom(32)
         commitment = self.commitment(job_id, self.wallet.address, output, salt)
-        return self._result(self._send(self.contract.functions.commitResult(job_id, commitment)), salt)
+        return self._result(
+            self._send(self.contract.functions.commitResult(job_id, commitment)), salt
+        )
 
     def reveal(self, job_id: int, output: Output, salt: bytes) -> TxResult:
         """Reveal a committed output."""
@@ -208,8 +238,24 @@ class JobBoardClient(ContractClient):
 
     # --- views ---------------------------------------------------------------------------------
 
-    def get_job(self, job_id: int, from_block: int | None = None) -> JobRecord:
+    def get_job(
+        self,
+        job_id: int,
+        from_block: int | None = None,
+        *,
+        created: JobCreated | None = None,
+        with_result: bool = True,
+    ) -> JobRecord:
         """The job with its spec (from ``JobCreated``, checked against the stored commitment).
+
+        Args:
+            job_id: the job.
+            from_block: where to start looking for ``JobCreated`` (default: the deploy block).
+            created: the job's ``JobCreated`` as already seen (a worker's listener has it):
+                used when it matches the stored commitment, which saves scanning the logs;
+                otherwise (say the job was reorged away and its id reused) the logs are scanned.
+            with_result: read a finalized job's accepted output too (a scan of its
+                ``JobFinalized`` log); when False, ``result`` is None whatever the status.
 
         Raises:
             ChainError: no such job.
@@ -220,29 +266,27 @@ class JobBoardClient(ContractClient):
          reveals, reveal_deadline) = raw  # fmt: skip
         if int(status) == 0:
             raise ChainError(f"job {job_id} does not exist")
-        created = None
-        for ev in iter_events(
-            self.chain, self.contract.events.JobCreated, self._from(from_block), argument_filters={"jobId": job_id}
+        if (
+            created is None
+            or created.job_id != job_id
+            or _input_hash(created.input, created.params_hash) != bytes(input_hash)
         ):
-            created = ev
-        if created is None:
-            raise ChainError(f"job {job_id}: JobCreated event not found after block {from_block}")
-        args = created["args"]
+            created = self._find_created(job_id, from_block)
         spec = JobSpec(
             kind=JobKind(int(kind)),
             version_id=bytes(vid),
-            input=ContentRef(int(args["inputCodec"]), bytes(args["inputDigest"])),
-            params_hash=bytes(args["paramsHash"]),
+            input=created.input,
+            params_hash=created.params_hash,
             deadline=int(deadline),
             lease_seconds=int(lease),
             redundancy=int(k),
-            output_model_id=bytes(args["outputModelId"]),
+            output_model_id=created.output_model_id,
         )
         if spec.input_hash() != bytes(input_hash):
             raise CorruptContentError(f"job {job_id}: event input does not match its commitment")
         result = None
-        if JobStatus(int(status)) == JobStatus.FINALIZED:
-            result = self.get_result(job_id, from_block=int(created["blockNumber"]))
+        if with_result and JobStatus(int(status)) == JobStatus.FINALIZED:
+            result = self.get_result(job_id, from_block=created.block)
         return JobRecord(
             job_id=job_id,
             requester=str(requester),
@@ -253,9 +297,21 @@ class JobBoardClient(ContractClient):
             commits=int(commits),
             reveals=int(reveals),
             reveal_deadline=int(reveal_deadline),
-            created_block=int(created["blockNumber"]),
+            created_block=created.block,
             result=result,
         )
+
+    def _find_created(self, job_id: int, from_block: int | None) -> JobCreated:
+        """The job's newest ``JobCreated`` at or after ``from_block`` (scanning the logs)."""
+        found = None
+        event = self.contract.events.JobCreated
+        for ev in iter_events(
+            self.chain, event, self._from(from_block), argument_filters={"jobId": job_id}
+        ):
+            found = ev
+        if found is None:
+            raise ChainError(f"job {job_id}: JobCreated event not found after block {from_block}")
+        return JobCreated.from_event(found["args"], int(found["blockNumber"]))
 
     def get_result(self, job_id: int, from_block: int | None = None) -> Output:
         """The accepted output of a finalized job (from ``JobFinalized``, checked against the
@@ -269,12 +325,19 @@ class JobBoardClient(ContractClient):
         if stored == ZERO32:
             raise ChainError(f"job {job_id} has no accepted result")
         for ev in iter_events(
-            self.chain, self.contract.events.JobFinalized, self._from(from_block), argument_filters={"jobId": job_id}
+            self.chain,
+            self.contract.events.JobFinalized,
+            self._from(from_block),
+            argument_filters={"jobId": job_id},
         ):
             a = ev["args"]
-            output = Output(ContentRef(int(a["codec"]), bytes(a["digest"])), bytes(a["sha256"]), int(a["size"]))
+            output = Output(
+                ContentRef(int(a["codec"]), bytes(a["digest"])), bytes(a["sha256"]), int(a["size"])
+            )
             if output.commitment() != stored:
-                raise CorruptContentError(f"job {job_id}: JobFinalized does not match its commitment")
+                raise CorruptContentError(
+                    f"job {job_id}: JobFinalized does not match its commitment"
+                )
             return output
         raise ChainError(f"job {job_id}: JobFinalized event not found after block {from_block}")
 
@@ -293,3 +356,10 @@ class JobBoardClient(ContractClient):
     def last_job_id(self) -> int:
         """Id of the newest job (0 when none)."""
         return int(self._read(self.contract.functions.lastJobId()))
+
+
+def _input_hash(content: ContentRef, params_hash: bytes) -> bytes:
+    """The commitment the contract stores for a job's input and params."""
+    return keccak(
+        encode(["uint8", "bytes32", "bytes32"], [content.codec, content.digest, params_hash])
+    )

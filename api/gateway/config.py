@@ -1,0 +1,105 @@
+"""The gateway's one typed config: a TOML file, ``ANCHORML_GATEWAY_*`` environment variables and
+command-line overrides, validated at start-up. Chain, store and key settings are the shared
+``ANCHORML_*`` ones (:class:`registry.config.Settings`)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from registry.errors import ConfigError
+
+ENV_PREFIX = "ANCHORML_GATEWAY_"
+
+
+class GatewayConfig(BaseSettings):
+    """Everything the gateway needs besides the shared client settings.
+
+    Attributes:
+        host, port: where to listen (loopback by default).
+        max_body_bytes: larger request bodies get 413.
+        rate_limit_per_s, rate_limit_burst: token bucket per caller (address, else client IP)
+            on inference, job creation and IPFS reads; ``rate_limit_per_s = 0`` disables it.
+        inprocess: run models in this process when no worker serves them (devnet mode);
+            off: such requests get 503 ``no_worker``.
+        batch_size, batch_wait_ms: dynamic batching of in-process encoders (B texts or W ms).
+        max_loaded_models, generation_slots: in-process runtime limits.
+        max_tokens_cap, default_max_tokens: generation bounds (above the cap: 400).
+        cache_ttl_s, access_cache_ttl_s: how long resolutions / access answers stay cached
+            (events from the chain invalidate them sooner).
+        watch_interval_s: how often the chain is polled for events.
+        max_token_ttl_s: bearer tokens valid for longer than this are refused.
+        ipfs_max_bytes: largest file ``/ipfs/{cid}`` serves.
+        worker_timeout_s: timeout of a proxied request to a worker.
+        onchain_timeout_s: how long an on-chain request waits for its job to settle.
+        onchain_reward_wei, max_reward_wei: default and largest reward the gateway escrows.
+        job_deadline_s, job_lease_s: deadline and lease of jobs the gateway creates.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65_535)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, le=256 << 20)
+    rate_limit_per_s: float = Field(default=20.0, ge=0)
+    rate_limit_burst: int = Field(default=40, ge=1)
+    inprocess: bool = True
+    batch_size: int = Field(default=32, ge=1, le=512)
+    batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    max_loaded_models: int = Field(default=2, ge=1, le=64)
+    generation_slots: int = Field(default=1, ge=1, le=64)
+    max_tokens_cap: int = Field(default=1024, ge=1, le=32_768)
+    default_max_tokens: int = Field(default=256, ge=1)
+    cache_ttl_s: float = Field(default=30.0, ge=0)
+    access_cache_ttl_s: float = Field(default=10.0, ge=0)
+    watch_interval_s: float = Field(default=1.0, gt=0, le=60)
+    max_token_ttl_s: int = Field(default=30 * 86_400, ge=60)
+    ipfs_max_bytes: int = Field(default=64 << 20, ge=1)
+    worker_timeout_s: float = Field(default=300.0, gt=0)
+    onchain_timeout_s: float = Field(default=300.0, gt=0)
+    onchain_reward_wei: int = Field(default=10**15, ge=1)
+    max_reward_wei: int = Field(default=10**18, ge=1)
+    job_deadline_s: int = Field(default=900, ge=60)
+    job_lease_s: int = Field(default=300, ge=10)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GatewayConfig:
+        if self.default_max_tokens > self.max_tokens_cap:
+            raise ValueError("default_max_tokens must not exceed max_tokens_cap")
+        if self.onchain_reward_wei > self.max_reward_wei:
+            raise ValueError("onchain_reward_wei must not exceed max_reward_wei")
+        if self.job_lease_s > self.job_deadline_s:
+            raise ValueError("job_lease_s must not exceed job_deadline_s")
+        if self.onchain_timeout_s > self.job_deadline_s:
+            raise ValueError("onchain_timeout_s must not exceed job_deadline_s")
+        return self
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> GatewayConfig:
+    """Load the config from an optional TOML file, the environment and ``overrides``.
+
+    Environment variables override the file; ``overrides`` (command-line options) override both.
+
+    Raises:
+        ConfigError: unreadable file or invalid values (the message names the setting).
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read gateway config {path}: {exc}") from None
+    env_keys = {k[len(ENV_PREFIX) :].lower() for k in os.environ if k.startswith(ENV_PREFIX)}
+    values = {k: v for k, v in values.items() if k not in env_keys}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return GatewayConfig(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        raise ConfigError(f"invalid gateway config: {where}: {first['msg']}") from None

@@ -1,0 +1,183 @@
+"""Dependency injection in one place: the gateway's components and the per-request dependencies.
+
+:class:`Gateway` holds every long-lived component (built once by :func:`build`, stored on
+``app.state.gateway``); routes receive it and the caller through the ``Depends`` helpers below,
+so tests can build the app around any SDK handle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.gateway.auth import Caller, RateLimiter, identify
+from api.gateway.config import GatewayConfig
+from api.gateway.index import RegistryIndex
+from api.gateway.metrics import GatewayMetrics
+from api.gateway.onchain import JobTracker, OnchainRunner
+from api.gateway.store import CountingStore, normalize, tree_cids
+from api.gateway.upstream import WorkerPool
+from api.gateway.watcher import ChainWatcher
+from node.serving.catalog import Catalog, Target
+from node.serving.handlers import Limits, OpenAIService
+from node.serving.runtime import InferenceRuntime, RuntimeConfig
+from registry.clients import Access
+from registry.model.package import ModelCache
+from registry.sdk import Anchorml
+
+
+@dataclass
+class Gateway:
+    """The gateway's long-lived components."""
+
+    config: GatewayConfig
+    sdk: Anchorml
+    metrics: GatewayMetrics
+    store: CountingStore
+    catalog: Catalog
+    limiter: RateLimiter
+    runtime: InferenceRuntime
+    service: OpenAIService
+    pool: WorkerPool
+    index: RegistryIndex
+    watcher: ChainWatcher
+    tracker: JobTracker
+    onchain: OnchainRunner
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _gated_cids: set[str] | None = None
+    _generation: int = 0
+
+    def on_change(self, views: set[str]) -> None:
+        """Invalidate what the chain's events made stale (called by the watcher)."""
+        if "models" in views or "access" in views:
+            self.catalog.invalidate(models="models" in views, access="access" in views)
+            self._gated_cids = None
+            self._generation += 1
+        if "nodes" in views:
+            self.pool.invalidate()
+
+    async def authorize(self, ref: str, caller: Caller) -> Target:
+        """Resolve ``ref`` and check the caller may use it (no inference, no fetch before)."""
+        target = await self.catalog.resolve(ref)
+        await self.catalog.authorize(target, caller.claims)
+        return target
+
+    async def gated_cids(self) -> set[str]:
+        """CIDs found only under gated models' versions (rebuilt after model events).
+
+        Content addressing means a gated file that is byte-identical to a public one has the
+        same CID; such content is public anyway and stays readable.
+        """
+        if self._gated_cids is None:
+            generation = self._generation
+            trees: list[tuple[str, bool]] = []  # (root CID, gated), snapshot taken on the loop
+            for version in self.index.versions.values():
+                model = self.index.models.get(version.model_id)
+                if model is not None and (model.access != Access.PUBLIC or not version.revoked):
+                    trees.append((version.cid, model.access != Access.PUBLIC))
+            found = await asyncio.to_thread(_gated_only, self.store, trees)
+            if generation == self._generation:
+                self._gated_cids = found
+            return found
+        return self._gated_cids
+
+
+def _gated_only(store: CountingStore, trees: list[tuple[str, bool]]) -> set[str]:
+    gated: set[str] = set()
+    public: set[str] = set()
+    for root, is_gated in trees:
+        (gated if is_gated else public).update(tree_cids(store, root))
+    return normalize(gated) - normalize(public)
+
+
+def build(config: GatewayConfig, sdk: Anchorml, metrics: GatewayMetrics | None = None) -> Gateway:
+    """Wire the components around a connected SDK handle."""
+    metrics = metrics or GatewayMetrics()
+    store = CountingStore(sdk.store, on_read=metrics.store_reads.inc)
+    cache = ModelCache(sdk.settings.cache_dir, store)
+    runtime = InferenceRuntime(
+        cache,
+        RuntimeConfig(
+            max_loaded=config.max_loaded_models,
+            batch_size=config.batch_size,
+            batch_wait_ms=config.batch_wait_ms,
+            generation_slots=config.generation_slots,
+        ),
+        metrics.serving,
+    )
+    limits = Limits(
+        max_tokens_cap=config.max_tokens_cap, default_max_tokens=config.default_max_tokens
+    )
+    catalog = Catalog(
+        sdk.models,
+        ttl_s=config.cache_ttl_s,
+        access_ttl_s=config.access_cache_ttl_s,
+        max_token_ttl_s=config.max_token_ttl_s,
+    )
+    pool = WorkerPool(
+        sdk.nodes, metrics, ttl_s=config.cache_ttl_s, timeout_s=config.worker_timeout_s
+    )
+    index = RegistryIndex()
+    tracker = JobTracker(sdk)
+    gateway = Gateway(
+        config=config,
+        sdk=sdk,
+        metrics=metrics,
+        store=store,
+        catalog=catalog,
+        limiter=RateLimiter(config.rate_limit_per_s, config.rate_limit_burst),
+        runtime=runtime,
+        service=OpenAIService(runtime, limits),
+        pool=pool,
+        index=index,
+        watcher=ChainWatcher(sdk, index, lambda _views: None, interval_s=config.watch_interval_s),
+        tracker=tracker,
+        onchain=OnchainRunner(sdk, store, tracker, config, metrics),
+    )
+    gateway.watcher.on_change = gateway.on_change
+    return gateway
+
+
+# --- request dependencies ----------------------------------------------------------------------
+
+
+# Dependencies are ``async`` so that FastAPI runs them on the event loop: a sync dependency
+# costs a round trip through the thread pool on every request.
+
+
+async def get_gateway(request: Request) -> Gateway:
+    """The app's gateway components."""
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+async def get_caller(request: Request, gateway: GatewayDep) -> Caller:
+    """The caller (401 for a malformed, forged or expired anchorml token)."""
+    return identify(gateway.catalog, request)
+
+
+async def get_limited_caller(
+    caller: Annotated[Caller, Depends(get_caller)], gateway: GatewayDep
+) -> Caller:
+    """The caller, after spending one request of its rate limit (429 when exhausted)."""
+    gateway.limiter.take(caller.key)
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+LimitedCallerDep = Annotated[Caller, Depends(get_limited_caller)]
+
+
+async def fresh_index(gateway: GatewayDep) -> Gateway:
+    """The gateway, with its event index caught up with the chain (for browsing endpoints)."""
+    await gateway.watcher.catch_up()
+    return gateway
+
+
+FreshGatewayDep = Annotated[Gateway, Depends(fresh_index)]

@@ -1,0 +1,302 @@
+"""Embedding throughput under concurrency, shared by ``bench/gateway.py`` and ``bench/node.py``.
+
+Three ways to turn texts into MiniLM vectors, measured in the same run on the same texts:
+
+- **ceiling**: in process, no HTTP — ``EmbeddingModel.encode`` on batches of ``batch`` texts
+  (what dynamic batching can at best achieve);
+- **server**: an OpenAI-compatible ``/v1/embeddings`` endpoint (the gateway or a worker) under
+  ``concurrency`` clients, one text per request, ``encoding_format: base64`` (what the official
+  ``openai`` client sends);
+- **naive**: :func:`naive_app`, a FastAPI server that runs one forward pass per request (a sync
+  endpoint, so FastAPI's thread pool runs them concurrently) under the same load.
+
+The load generator is a minimal HTTP/1.1 keep-alive client on asyncio streams: it costs far
+less CPU per request than httpx, so on a 2-core machine the server, not the client, is what is
+measured. Every response is checked (status 200, one vector of 384 floats).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+ROOT = Path(__file__).resolve().parents[1]
+DIM = 384
+SENTENCES = (
+    "The registry anchors the model's content identifier and manifest hash on chain.",
+    "A worker claims the job, runs the model and pins the verified result to IPFS.",
+    "Dynamic batching gathers concurrent requests into one forward pass of the encoder.",
+    "Sentence embeddings map text to vectors whose dot product measures similarity.",
+    "Escrowed rewards are paid to the nodes whose outputs agree with the majority.",
+    "Gated models need a bearer token whose address holds access on the registry.",
+    "The gateway streams tokens to the client as soon as the decoder produces them.",
+    "Content addressing means identical bytes always resolve to the same identifier.",
+)
+
+
+def texts(count: int) -> list[str]:
+    """``count`` distinct sentences of 15-25 tokens."""
+    return [f"{SENTENCES[i % len(SENTENCES)]} (item {i})" for i in range(count)]
+
+
+@dataclass
+class Result:
+    """One measured configuration."""
+
+    name: str
+    texts_per_s: list[float] = field(default_factory=list)
+    p50_ms: list[float] = field(default_factory=list)
+    p99_ms: list[float] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def best(self) -> float:
+        """Median of the repeats (robust to one noisy run on a shared machine)."""
+        return statistics.median(self.texts_per_s) if self.texts_per_s else 0.0
+
+
+# --- ceiling -------------------------------------------------------------------------------------
+
+
+def ceiling(model_dir: Path, batch: int, seconds: float) -> float:
+    """Texts/s of back-to-back batched forward passes, in this process."""
+    from node.executors.encoders import EmbeddingModel
+
+    model = EmbeddingModel(model_dir)
+    pool = texts(1024)
+    model.encode(pool[:batch])  # warm up
+    done, i = 0, 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        chunk = pool[i : i + batch]
+        model.encode(chunk)
+        done += len(chunk)
+        i = (i + batch) % (len(pool) - batch)
+    return done / (time.perf_counter() - started)
+
+
+# --- load client ---------------------------------------------------------------------------------
+
+
+async def _client(
+    host: str, port: int, path: str, bodies: list[bytes], latencies: list[float]
+) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    try:
+        for body in bodies:
+            started = time.perf_counter()
+            writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            status = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            payload = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if b" 200 " not in status:
+                raise RuntimeError(f"{path}: {status!r} {payload[:300]!r}")
+            vector = json.loads(payload)["data"][0]["embedding"]
+            if len(base64.b64decode(vector)) != 4 * DIM:
+                raise RuntimeError("wrong embedding size")
+    finally:
+        writer.close()
+
+
+async def _load(url: str, model: str, requests: int, concurrency: int) -> tuple[float, list[float]]:
+    host, port = url.removeprefix("http://").split(":")
+    pool = texts(requests)
+    bodies = [
+        json.dumps({"model": model, "input": t, "encoding_format": "base64"}).encode() for t in pool
+    ]
+    shares = [bodies[i::concurrency] for i in range(concurrency)]
+    latencies: list[float] = []
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(_client(host, int(port), "/v1/embeddings", s, latencies) for s in shares)
+    )
+    return requests / (time.perf_counter() - started), latencies
+
+
+def load(url: str, model: str, requests: int, concurrency: int) -> tuple[float, float, float]:
+    """Texts/s, p50 and p99 latency (ms) of ``requests`` one-text requests over ``concurrency``
+    keep-alive connections."""
+    rate, latencies = asyncio.run(_load(url, model, requests, concurrency))
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    return rate, p50, p99
+
+
+def warm(url: str, model: str, concurrency: int) -> None:
+    """Load the model and fill the connection pools before measuring."""
+    load(url, model, concurrency * 4, concurrency)
+
+
+# --- naive server --------------------------------------------------------------------------------
+
+
+class NaiveBody(BaseModel):
+    """The naive server's request body."""
+
+    model: str
+    input: str
+    encoding_format: str = "float"
+
+
+def naive_app(model_dir: Path) -> Any:
+    """A FastAPI server embedding each request on its own (one forward per request)."""
+    from fastapi import FastAPI
+
+    from node.executors.encoders import EmbeddingModel
+
+    encoder = EmbeddingModel(model_dir)
+    app = FastAPI()
+
+    @app.post("/v1/embeddings")
+    def embeddings(body: NaiveBody) -> dict[str, Any]:
+        vector = encoder.encode([body.input])[0].numpy()
+        encoded = base64.b64encode(vector.astype("<f4").tobytes()).decode()
+        data = [{"object": "embedding", "index": 0, "embedding": encoded}]
+        usage = {"prompt_tokens": 0, "total_tokens": 0}
+        return {"object": "list", "data": data, "model": body.model, "usage": usage}
+
+    return app
+
+
+def start_naive(model_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """Run :func:`naive_app` on uvicorn in a child process."""
+    code = (
+        "import sys, uvicorn; sys.path.insert(0, sys.argv[3]); "
+        "from bench.embedload import naive_app; from pathlib import Path; "
+        "uvicorn.run(naive_app(Path(sys.argv[1])), host='127.0.0.1', port=int(sys.argv[2]), "
+        "log_level='warning')"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(model_dir), str(port), str(ROOT)],
+        stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+
+
+def compare(
+    servers: dict[str, tuple[str, str]],
+    model_dir: Path,
+    *,
+    requests: int,
+    concurrency: int,
+    repeat: int,
+    batch: int,
+    ceiling_s: float,
+) -> dict[str, Result]:
+    """Measure the ceiling and every ``name → (url, model)`` server, interleaved ``repeat`` times.
+
+    Interleaving spreads the noise of a shared machine over all configurations alike.
+    """
+    results = {"ceiling": Result("ceiling")} | {n: Result(n) for n in servers}
+    for name, (url, model) in servers.items():
+        warm(url, model, concurrency)
+        print(f"  warmed {name}", file=sys.stderr)
+    loads: list[float] = []
+    for round_no in range(repeat):
+        results["ceiling"].texts_per_s.append(ceiling(model_dir, batch, ceiling_s))
+        for name, (url, model) in servers.items():
+            rate, p50, p99 = load(url, model, requests, concurrency)
+            results[name].texts_per_s.append(rate)
+            results[name].p50_ms.append(p50)
+            results[name].p99_ms.append(p99)
+        line = ", ".join(f"{n} {r.texts_per_s[-1]:.0f}/s" for n, r in results.items())
+        loads.append(os.getloadavg()[0])
+        print(f"  round {round_no + 1}/{repeat}: {line} (load {loads[-1]:.1f})", file=sys.stderr)
+    shown = " ".join(f"{x:.1f}" for x in loads)
+    results["ceiling"].note = f"1-min load average after each round: {shown}"
+    return results
+
+
+def table(results: dict[str, Result], subject: str) -> str:
+    """A markdown table with the ratios the goals are stated in."""
+    top = results["ceiling"].best
+    naive = results["naive"].best if "naive" in results else 0.0
+    rows = [
+        "| configuration | texts/s (median) | runs | p50 ms | p99 ms | × ceiling | × naive |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in results.values():
+        runs = " ".join(f"{x:.0f}" for x in r.texts_per_s)
+        p50 = f"{statistics.median(r.p50_ms):.1f}" if r.p50_ms else "—"
+        p99 = f"{statistics.median(r.p99_ms):.1f}" if r.p99_ms else "—"
+        vs_naive = f"{r.best / naive:.2f}" if naive else "—"
+        cells = [r.name, f"{r.best:.0f}", runs, p50, p99, f"{r.best / top:.2f}", vs_naive]
+        rows.append("| " + " | ".join(cells) + " |")
+    ratio_top = results[subject].best / top
+    ratio_naive = results[subject].best / naive if naive else float("nan")
+    rows.append("")
+    rows.append(
+        f"{subject}: {ratio_top:.2f}× ceiling (goal ≥ 0.85), {ratio_naive:.2f}× naive (goal ≥ 3)"
+    )
+    if results["ceiling"].note:
+        rows.append(f"({results['ceiling'].note}; the machine has {os.cpu_count()} cores)")
+    return "\n".join(rows)
+
+
+def worker_comparison(
+    *, requests: int = 1024, concurrency: int = 32, repeat: int = 3, ceiling_s: float = 8.0
+) -> str:
+    """bench/node.py part (b): a worker's ``/v1/embeddings`` vs the ceiling and the naive server.
+
+    A devnet (embedded chain) with MiniLM pushed, one ``anchorml node run`` serving it (dynamic
+    batching at its defaults, B=32 / W=5 ms) and the naive server, measured as :func:`compare`.
+    """
+    import shutil
+    import tempfile
+
+    sys.path[:0] = [str(ROOT / "tests")]
+    from devnet import NODE_KEYS, OWNER, Devnet
+    from gatewayfix import free_port, wait_http
+
+    from registry.model import demo
+    from registry.model.package import push
+
+    root = Path(tempfile.mkdtemp(prefix="anchorml-bench-node-b-"))
+    try:
+        with Devnet(root) as net:
+            source = Path(shutil.copytree(demo.cached_model("minilm"), root / "minilm"))
+            push(net.sdk(OWNER), source, "minilm", "v1", license="Apache-2.0")
+            net.start_node("bench-b", NODE_KEYS[0], ["minilm@v1"], kinds='["INFER"]')
+            net.wait_log("bench-b", "node bench-b up", timeout=300)
+            endpoint = net.sdk(None).nodes.get_node(net.address(NODE_KEYS[0])).endpoint
+            port = free_port()
+            naive = start_naive(demo.cached_model("minilm"), port, root / "naive.log")
+            try:
+                wait_http(f"http://127.0.0.1:{port}/docs", naive, root / "naive.log")
+                servers = {
+                    "worker": (endpoint, "minilm@v1"),
+                    "naive": (f"http://127.0.0.1:{port}", "minilm"),
+                }
+                results = compare(
+                    servers,
+                    demo.cached_model("minilm"),
+                    requests=requests, concurrency=concurrency, repeat=repeat, batch=32,
+                    ceiling_s=ceiling_s,
+                )  # fmt: skip
+            finally:
+                naive.terminate()
+                naive.wait(timeout=30)
+        return (
+            f"### Part (b): dynamic batching through the worker endpoint (MiniLM-L6, "
+            f"{concurrency} concurrent clients, one text per request)\n\n"
+            + table(results, "worker")
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,200 @@
+"""Benchmark the gateway's direct inference against its peers, each comparison in one run.
+
+1. Start a devnet (embedded chain over JSON-RPC, contracts, embedded store) with MiniLM and
+   SmolLM2-135M pushed (``tests/gatewayfix.py``), then ``anchorml gateway`` as its own process
+   (in-process inference, dynamic batching B=32 / W=5 ms, no rate limit), and the naive
+   one-forward-per-request FastAPI server of ``bench/embedload.py``.
+2. Embeddings: texts/s at ``--concurrency`` clients (one text per request) through the gateway
+   and through the naive server, against the in-process batched forward (the ceiling); rounds
+   interleaved ``--repeat`` times, medians reported. Goals: ≥ 0.85× ceiling, ≥ 3× naive.
+3. Chat (SmolLM2, greedy, ``--max-tokens``): decode tokens/s streamed through the gateway (first
+   to last content chunk, token count from ``usage``) against ``model.generate`` in this process
+   on the same chat-templated prompt with the same end-of-sequence ids. Time to first token
+   against the raw prefill (a one-token ``generate``) + 50 ms. Goal: ≥ 0.9× raw decode.
+4. Print markdown tables and stop every process.
+
+Usage: ``.venv/bin/python bench/gateway.py [--requests 1024] [--concurrency 32] [--repeat 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from bench import embedload  # noqa: E402
+
+CHAT_PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]
+
+
+def _raw_generation(model_dir: Path, max_tokens: int, repeat: int) -> dict[str, float]:
+    """Prefill time and decode tokens/s of ``model.generate`` on the chat prompt (medians)."""
+    import torch
+    from transformers import GenerationConfig
+
+    from node.executors.infer import _stop_ids
+    from registry.model.safety import load_causal_lm, load_tokenizer
+
+    tokenizer = load_tokenizer(model_dir)
+    model = load_causal_lm(model_dir)
+    ids = tokenizer.apply_chat_template(
+        CHAT_PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )["input_ids"]
+    stops = _stop_ids(model, tokenizer)
+
+    def run(n: int) -> tuple[float, int]:
+        config = GenerationConfig(
+            max_new_tokens=n, do_sample=False, eos_token_id=stops, pad_token_id=stops[0]
+        )
+        started = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config
+            )
+        return time.perf_counter() - started, int(out.shape[1] - ids.shape[1])
+
+    run(max_tokens)  # warm up: oneDNN builds its kernels once per sequence length
+    prefill = statistics.median(run(1)[0] for _ in range(5))
+    rates, counts = [], []
+    for _ in range(repeat):
+        seconds, produced = run(max_tokens)
+        rates.append((produced - 1) / (seconds - prefill))
+        counts.append(produced)
+    return {
+        "prefill_s": prefill,
+        "decode_tps": statistics.median(rates),
+        "tokens": statistics.median(counts),
+    }
+
+
+def _streamed(url: str, model: str, max_tokens: int) -> dict[str, float]:
+    """One streamed chat through ``url``: time to first token, decode tokens/s, token count."""
+    import httpx
+
+    body = {"model": model, "messages": CHAT_PROMPT, "max_tokens": max_tokens, "stream": True,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    first = last = 0.0
+    tokens = 0
+    started = time.perf_counter()
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=600) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                last = time.perf_counter()
+                first = first or last
+    return {
+        "ttft_s": first - started,
+        "decode_tps": (tokens - 1) / (last - first),
+        "tokens": tokens,
+    }
+
+
+def chat_comparison(url: str, model: str, model_dir: Path, max_tokens: int, repeat: int) -> str:
+    """Streamed decode and time to first token through the gateway vs raw ``generate``."""
+    _streamed(url, model, max_tokens)  # load the model and warm every sequence length
+    raw = _raw_generation(model_dir, max_tokens, repeat)
+    runs = [_streamed(url, model, max_tokens) for _ in range(repeat)]
+    tps = statistics.median(r["decode_tps"] for r in runs)
+    ttft = statistics.median(r["ttft_s"] for r in runs)
+    budget = raw["prefill_s"] + 0.050
+    tokens = statistics.median(r["tokens"] for r in runs)
+    prefill_ms = raw["prefill_s"] * 1000
+    lines = [
+        "| chat (SmolLM2-135M, greedy) | decode tok/s | tokens | time to first token |",
+        "|---|---:|---:|---:|",
+        f"| raw `generate` (in process) | {raw['decode_tps']:.1f} | {raw['tokens']:.0f} "
+        f"| prefill {prefill_ms:.0f} ms |",
+        f"| gateway, streamed (SSE) | {tps:.1f} | {tokens:.0f} | {ttft * 1000:.0f} ms |",
+        "",
+        f"gateway decode: {tps / raw['decode_tps']:.2f}× raw generate (goal ≥ 0.9); time to first "
+        f"token {ttft * 1000:.0f} ms vs raw prefill + 50 ms = {budget * 1000:.0f} ms "
+        f"({'met' if ttft <= budget else 'missed'})",
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1024, help="requests per measured run")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--ceiling-s", type=float, default=8.0)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--batch-size", default="32", help="the gateway's B")
+    parser.add_argument("--batch-wait-ms", default="5", help="the gateway's W")
+    parser.add_argument("--skip-chat", action="store_true")
+    parser.add_argument("--skip-embeddings", action="store_true")
+    args = parser.parse_args(argv)
+
+    from gatewayfix import CHAT, MINILM, GatewayNet
+
+    from registry.model import demo
+
+    with (
+        tempfile.TemporaryDirectory(prefix="anchorml-bench-gw-") as tmp,
+        GatewayNet(Path(tmp)) as net,
+    ):
+        root = Path(tmp)
+        url = net.serve_gateway(
+            "bench-gateway", rate_limit_per_s="0", batch_size=args.batch_size,
+            batch_wait_ms=args.batch_wait_ms,
+        )  # fmt: skip
+        if not args.skip_embeddings:
+            print(embeddings_comparison(args, url, MINILM, root))
+        if not args.skip_chat:
+            print(f"\n## Chat decode (SmolLM2-135M, {args.max_tokens} tokens max)\n")
+            print(
+                chat_comparison(
+                    url, CHAT, demo.cached_model("smollm2"), args.max_tokens, args.repeat
+                )
+            )
+
+
+def embeddings_comparison(args: argparse.Namespace, url: str, model: str, root: Path) -> str:
+    """Gateway vs naive server vs in-process ceiling, interleaved rounds."""
+    from gatewayfix import free_port, wait_http
+
+    from registry.model import demo
+
+    naive_port = free_port()
+    naive = embedload.start_naive(demo.cached_model("minilm"), naive_port, root / "naive.log")
+    try:
+        wait_http(f"http://127.0.0.1:{naive_port}/docs", naive, root / "naive.log")
+        print(
+            f"embeddings: {args.requests} requests × {args.repeat} rounds, "
+            f"{args.concurrency} clients, gateway B={args.batch_size} W={args.batch_wait_ms} ms",
+            file=sys.stderr,
+        )
+        results = embedload.compare(
+            {"gateway": (url, model), "naive": (f"http://127.0.0.1:{naive_port}", model)},
+            demo.cached_model("minilm"),
+            requests=args.requests, concurrency=args.concurrency, repeat=args.repeat,
+            batch=32, ceiling_s=args.ceiling_s,
+        )  # fmt: skip
+    finally:
+        naive.terminate()
+        naive.wait(timeout=30)
+    title = (
+        f"## Embeddings (MiniLM-L6, {args.concurrency} concurrent clients, one text per request, "
+        f"gateway B={args.batch_size} W={args.batch_wait_ms} ms)"
+    )
+    return f"\n{title}\n\n{embedload.table(results, 'gateway')}"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,314 @@
+"""Errors of the serving path and their one translation to HTTP: status + OpenAI error body.
+
+Every failure a client can cause maps to a 4xx with a stable ``code``; the body is OpenAI's
+``{"error": {"message", "type", "code", "param"}}``. Messages are passed through only for
+errors whose text this code base writes for the caller (it names the problem, never a path or a
+library's exception text); anything else gets a fixed message per status, and the details go to
+the log. Used by the worker's router (:class:`ErrorMappingRoute`) and the gateway's one
+exception handler.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+
+from node.executors.errors import (
+    BatcherClosedError,
+    BatcherOverloadedError,
+    InvalidJobInputError,
+    InvalidJobParamsError,
+)
+from registry.auth import MissingTokenError, TokenExpiredError
+from registry.chain import revert_errors as rv
+from registry.errors import (
+    AccessError,
+    AnchormlError,
+    ChainError,
+    ConfigError,
+    ContentNotFoundError,
+    ContractRevertError,
+    CorruptContentError,
+    InvalidCIDError,
+    ModelError,
+    ModelNotFoundError,
+    ModelRevokedError,
+    RpcUnavailableError,
+    StoreError,
+    StoreUnavailableError,
+    UnsafeModelError,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ServingError(AnchormlError):
+    """Base of the serving errors; ``status`` is the HTTP status they answer with."""
+
+    code = "serving_error"
+    status = 400
+    param: str | None = None
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class InvalidRequestError(ServingError, ValueError):
+    """The request is well-formed JSON but asks for something invalid."""
+
+    code = "invalid_request"
+
+
+class UnsupportedParameterError(InvalidRequestError):
+    """A parameter OpenAI defines that this server does not implement (e.g. ``n > 1``)."""
+
+    code = "unsupported_parameter"
+
+
+class MaxTokensError(InvalidRequestError):
+    """``max_tokens`` is above the server's hard cap."""
+
+    code = "max_tokens_too_large"
+
+
+class ContextLengthError(InvalidRequestError):
+    """Prompt plus ``max_tokens`` does not fit the model's context window."""
+
+    code = "context_length_exceeded"
+
+
+class UnsupportedTaskError(InvalidRequestError):
+    """The model cannot do what the endpoint asks (e.g. embeddings from a chat model)."""
+
+    code = "unsupported_task"
+
+
+class ModelNotServedError(ServingError):
+    """This server does not serve the requested model version."""
+
+    code = "model_not_served"
+    status = 404
+
+
+class NoAccessError(AccessError):
+    """The caller's address has no on-chain access to a gated model."""
+
+    code = "no_access"
+
+
+class OverloadedError(ServingError):
+    """Too many requests are queued; the client should back off and retry."""
+
+    code = "overloaded"
+    status = 503
+
+
+#: HTTP status by error code (codes not listed fall back to the class hierarchy below).
+STATUS_BY_CODE: dict[str, int] = {
+    "invalid_json": 400,
+    "invalid_request": 400,
+    "invalid_cid": 400,
+    "invalid_job_params": 400,
+    "invalid_job_input": 400,
+    "config_error": 400,
+    "missing_token": 401,
+    "invalid_token": 401,
+    "token_expired": 401,
+    "no_access": 403,
+    "access_denied": 403,
+    "model_not_found": 404,
+    "version_not_found": 404,
+    "alias_not_found": 404,
+    "content_not_found": 404,
+    "job_not_found": 404,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "model_revoked": 410,
+    "version_is_revoked": 410,
+    "body_too_large": 413,
+    "content_too_large": 413,
+    "unsafe_model": 422,
+    "model_error": 422,
+    "rate_limited": 429,
+    "content_corrupt": 502,
+    "store_error": 502,
+    "chain_error": 502,
+    "transaction_failed": 502,
+    "overloaded": 503,
+    "batcher_closed": 503,
+    "rpc_unavailable": 503,
+    "store_unavailable": 503,
+    "enforced_pause": 503,
+}
+
+#: Errors whose message is written for the caller and safe to return verbatim.
+PUBLIC_MESSAGES: tuple[type[AnchormlError], ...] = (
+    ServingError,
+    AccessError,
+    InvalidCIDError,
+    ModelNotFoundError,
+    ModelRevokedError,
+    InvalidJobParamsError,
+    InvalidJobInputError,
+    ConfigError,
+)
+
+_GENERIC: dict[int, str] = {
+    400: "the request is invalid",
+    401: "authentication failed",
+    403: "access denied",
+    404: "not found",
+    409: "the chain refused the request in its current state",
+    410: "the model version was revoked",
+    413: "too large",
+    422: "the model cannot be loaded",
+    429: "rate limit exceeded",
+    502: "an upstream service failed",
+    503: "the service is temporarily unavailable",
+    504: "timed out",
+}
+
+_TYPES: dict[int, str] = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
+
+
+def status_of(exc: AnchormlError) -> int:
+    """The HTTP status an anchorml error answers with."""
+    if isinstance(exc, ServingError):
+        return exc.status
+    status = STATUS_BY_CODE.get(exc.code)
+    if status is not None:
+        return status
+    if isinstance(exc, ContractRevertError):
+        return 409  # the chain refused in its current state (paused, wrong status, ...)
+    if isinstance(exc, MissingTokenError | TokenExpiredError):
+        return 401
+    if isinstance(exc, AccessError):
+        return 403
+    if isinstance(exc, ModelNotFoundError | ContentNotFoundError):
+        return 404
+    if isinstance(exc, ModelRevokedError):
+        return 410
+    if isinstance(exc, UnsafeModelError | ModelError):
+        return 422
+    if isinstance(
+        exc,
+        RpcUnavailableError | StoreUnavailableError | BatcherOverloadedError | BatcherClosedError,
+    ):
+        return 503
+    if isinstance(exc, ValueError):
+        return 400
+    if isinstance(exc, ChainError | StoreError | CorruptContentError):
+        return 502
+    return 500
+
+
+def error_type(status: int) -> str:
+    """OpenAI's ``error.type`` for a status."""
+    if status in _TYPES:
+        return _TYPES[status]
+    return "invalid_request_error" if status < 500 else "server_error"
+
+
+def error_body(
+    status: int, code: str, message: str, param: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """The OpenAI-shaped error body."""
+    return {"error": {"message": message, "type": error_type(status), "code": code, "param": param}}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """A JSON error response."""
+    return JSONResponse(error_body(status, code, message), status_code=status, headers=headers)
+
+
+def public_message(exc: AnchormlError, status: int) -> str:
+    """The message safe to show the caller (our own text, or a fixed one per status)."""
+    if isinstance(exc, NoAccessError | rv.NoAccess):
+        return exc.message if isinstance(exc, NoAccessError) else "no access to this model"
+    if isinstance(exc, PUBLIC_MESSAGES):
+        return exc.message[:500]
+    return _GENERIC.get(status, "internal error")
+
+
+def anchorml_error_response(exc: AnchormlError) -> JSONResponse:
+    """Translate an anchorml error to its HTTP response (logging server-side details)."""
+    status = status_of(exc)
+    code = exc.code if status != 500 else "internal_error"
+    if isinstance(exc, rv.NoAccess):
+        code = "no_access"
+        status = 403
+    if status >= 500:
+        log.warning("%s (%s): %s", type(exc).__name__, exc.code, exc.message)
+    headers = {"Retry-After": "1"} if status in (429, 503) else None
+    param = exc.param if isinstance(exc, ServingError) else None
+    body = error_body(status, code, public_message(exc, status), param)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def validation_error_response(errors: Sequence[Any]) -> JSONResponse:
+    """400 for a body that is not JSON (``invalid_json``) or does not fit the schema."""
+    first: dict[str, Any] = dict(errors[0]) if errors else {}
+    if any(isinstance(e, dict) and e.get("type") == "json_invalid" for e in errors):
+        return error_response(400, "invalid_json", "the request body is not valid JSON")
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    where = ".".join(loc) or "body"
+    msg = str(first.get("msg", "invalid value"))[:200]
+    body = error_body(400, "invalid_request", f"{where}: {msg}", where)
+    return JSONResponse(body, status_code=400)
+
+
+def http_exception_response(exc: HTTPException) -> JSONResponse:
+    """Starlette's own errors (unknown route, wrong method) in the same shape."""
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+    status = exc.status_code
+    code = codes.get(status, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else _GENERIC.get(status, "error")
+    return error_response(status, code, message[:200], dict(exc.headers or {}) or None)
+
+
+def unexpected_error_response(exc: Exception) -> JSONResponse:
+    """Last resort: a bug. Logged with its traceback; the caller sees no exception text."""
+    log.error("unhandled %s", type(exc).__name__, exc_info=exc)
+    return error_response(500, "internal_error", "internal error")
+
+
+def to_response(exc: Exception) -> JSONResponse:
+    """Any exception a handler raised, as its error response."""
+    if isinstance(exc, AnchormlError):
+        return anchorml_error_response(exc)
+    if isinstance(exc, RequestValidationError):
+        return validation_error_response(exc.errors())
+    if isinstance(exc, HTTPException):
+        return http_exception_response(exc)
+    return unexpected_error_response(exc)
+
+
+class ErrorMappingRoute(APIRoute):
+    """An ``APIRoute`` whose handler translates errors itself (for routers mounted on apps this
+    package does not own, such as the worker's, where no app-level handler is installed)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes an error response
+                return to_response(exc)
+
+        return guarded

@@ -1,0 +1,178 @@
+"""A loaded causal LM and its token-by-token decode loop, for streamed chat and completion.
+
+The loop runs in a worker thread and hands each piece of text to the event loop as soon as it
+is decoded. Per step:
+
+1. stop if the consumer cancelled (client gone) — the thread ends, its slot frees;
+2. one forward pass over the new token with the KV cache (the whole prompt on the first step,
+   computing logits for the last position only);
+3. pick the next token (greedy, or sampled with temperature/top_p from a seeded generator);
+4. end on an end-of-sequence id; otherwise detokenize incrementally, check stop strings, and
+   emit the text that is safe to show.
+
+The prompt is built with the model's chat template (chat) or tokenized as is (completion),
+exactly as the INFER executor does, and checked against the context window before any work.
+"""
+
+from __future__ import annotations
+
+import inspect
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from node.executors.infer import _stop_ids
+from node.serving.decoding import Detokenizer, StopMatcher, pick_token
+from node.serving.errors import ContextLengthError, UnsupportedTaskError
+from registry.model.safety import load_causal_lm, load_tokenizer
+
+if TYPE_CHECKING:
+    import torch
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """How to decode: ``temperature == 0`` is greedy; ``seed`` makes sampling repeatable."""
+
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A tokenized prompt ready to decode from."""
+
+    input_ids: list[int]
+    params: GenerationParams
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """Newly decoded text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class GenerationDone:
+    """The end of a generation, with token counts."""
+
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    cancelled: bool = False
+
+
+Event = TextDelta | GenerationDone
+
+
+class TextGenerator:
+    """A causal LM and its tokenizer, opened through :mod:`registry.model.safety`.
+
+    Args:
+        model_dir: a verified model directory.
+    """
+
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = Path(model_dir)
+        self.tokenizer = load_tokenizer(self.model_dir)
+        self.model = load_causal_lm(self.model_dir)
+        self.stop_ids = frozenset(_stop_ids(self.model, self.tokenizer))
+        config = self.model.config
+        self.context: int | None = getattr(config, "max_position_embeddings", None) or getattr(
+            config, "n_positions", None
+        )
+        accepts = inspect.signature(self.model.forward).parameters
+        self._keep_last: dict[str, Any] = (
+            {"logits_to_keep": 1} if "logits_to_keep" in accepts else {}
+        )
+
+    # --- prompts -------------------------------------------------------------------------------
+
+    def chat_prompt(self, messages: list[dict[str, str]], params: GenerationParams) -> Prompt:
+        """The chat-templated prompt for ``messages``.
+
+        Raises:
+            UnsupportedTaskError: the model has no chat template.
+            ContextLengthError: prompt + ``max_tokens`` exceed the context window.
+        """
+        if not self.tokenizer.chat_template:
+            raise UnsupportedTaskError(
+                "this model has no chat template: use /v1/completions", param="model"
+            )
+        encoded: Any = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_dict=True
+        )
+        return self._checked([int(i) for i in encoded["input_ids"]], params)
+
+    def text_prompt(self, prompt: str, params: GenerationParams) -> Prompt:
+        """The tokenized ``prompt`` (a BOS token when empty and the model has one)."""
+        encoded: Any = self.tokenizer(prompt)
+        ids = [int(i) for i in encoded["input_ids"]]
+        if not ids and self.tokenizer.bos_token_id is not None:
+            ids = [int(self.tokenizer.bos_token_id)]
+        if not ids:
+            raise ContextLengthError("the prompt is empty and the model has no BOS token", "prompt")
+        return self._checked(ids, params)
+
+    def _checked(self, ids: list[int], params: GenerationParams) -> Prompt:
+        if self.context and len(ids) + params.max_tokens > self.context:
+            raise ContextLengthError(
+                f"the prompt ({len(ids)} tokens) plus max_tokens ({params.max_tokens}) exceeds "
+                f"the model's context of {self.context} tokens",
+                param="max_tokens",
+            )
+        return Prompt(ids, params)
+
+    # --- decoding ------------------------------------------------------------------------------
+
+    def run(self, prompt: Prompt, emit: Callable[[Event], None], cancel: threading.Event) -> None:
+        """Decode ``prompt`` (blocking; call from a worker thread), emitting events."""
+        import torch
+
+        p = prompt.params
+        generator: torch.Generator | None = None
+        if p.temperature > 0:
+            generator = torch.Generator()
+            generator.manual_seed(p.seed if p.seed is not None else secrets.randbits(63))
+        detok = Detokenizer(self.tokenizer)
+        stops = StopMatcher(p.stop)
+        ids = torch.tensor([prompt.input_ids])
+        past: Any = None
+        count = 0
+        reason: FinishReason = "length"
+        cancelled = False
+        with torch.inference_mode():
+            while count < p.max_tokens:
+                if cancel.is_set():
+                    cancelled = True
+                    break
+                out = self.model(
+                    input_ids=ids, past_key_values=past, use_cache=True, **self._keep_last
+                )
+                past = out.past_key_values
+                token = pick_token(out.logits[0, -1], p.temperature, p.top_p, generator)
+                count += 1  # the end-of-sequence token counts, as in the INFER executor
+                if token in self.stop_ids:
+                    reason = "stop"
+                    break
+                piece = stops.feed(detok.push(token))
+                if piece:
+                    emit(TextDelta(piece))
+                if stops.stopped:
+                    reason = "stop"
+                    break
+                ids = torch.tensor([[token]])
+        if not cancelled:
+            tail = stops.feed(detok.flush()) + stops.flush()
+            if tail:
+                emit(TextDelta(tail))
+        emit(GenerationDone(reason, len(prompt.input_ids), count, cancelled))

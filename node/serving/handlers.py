@@ -1,0 +1,363 @@
+"""OpenAI semantics over the runtime: validate a request, run it, shape the answer.
+
+Shared by the worker's router and the gateway's in-process path, so both answer identically.
+Responses are built as plain dicts and encoded once (large float arrays make pydantic
+serialization the bottleneck); their shapes are the models of :mod:`node.serving.schemas`.
+
+Streaming (``stream: true``) answers Server-Sent Events: a first chunk with the assistant role,
+one chunk per decoded piece of text, a chunk with ``finish_reason``, optionally a usage chunk
+(``stream_options.include_usage``), then ``data: [DONE]``. When the client goes away the
+response task is cancelled; the ``finally`` of the event generator cancels the decode loop,
+whose thread then frees its slot.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Response
+from fastapi.responses import StreamingResponse
+
+from node.serving.catalog import Target
+from node.serving.errors import (
+    InvalidRequestError,
+    MaxTokensError,
+    UnsupportedParameterError,
+    error_body,
+    to_response,
+)
+from node.serving.generation import GenerationDone, GenerationParams, TextDelta
+from node.serving.runtime import GenerationStream, InferenceRuntime
+from node.serving.schemas import (
+    ChatCompletionRequest,
+    ClassificationRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+FINGERPRINT = "anchorml"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request bounds: ``max_tokens_cap`` is the hard cap (above it: 400)."""
+
+    max_tokens_cap: int = 1024
+    default_max_tokens: int = 256
+    max_text_chars: int = 200_000
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> Response:
+    """A JSON response from a ready dict."""
+    return Response(dumps(body), status_code=status, media_type="application/json")
+
+
+def sse(value: Any) -> bytes:
+    """One Server-Sent Event carrying ``value`` as JSON."""
+    return b"data: " + dumps(value) + b"\n\n"
+
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def usage(prompt: int, completion: int = 0) -> dict[str, int]:
+    """OpenAI's usage object."""
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def new_id(prefix: str) -> str:
+    """A response id such as ``chatcmpl-3f9a…``."""
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def chat_body(
+    model: str, text: str, finish: str, prompt_tokens: int, completion_tokens: int, **extra: Any
+) -> dict[str, Any]:
+    """A ``chat.completion`` object."""
+    return {
+        "id": new_id("chatcmpl"),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish,
+                "logprobs": None,
+            }
+        ],
+        "usage": usage(prompt_tokens, completion_tokens),
+        "system_fingerprint": FINGERPRINT,
+        **extra,
+    }
+
+
+def completion_body(
+    model: str, text: str, finish: str, prompt_tokens: int, completion_tokens: int, **extra: Any
+) -> dict[str, Any]:
+    """A ``text_completion`` object."""
+    return {
+        "id": new_id("cmpl"),
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
+        "usage": usage(prompt_tokens, completion_tokens),
+        **extra,
+    }
+
+
+def embedding_body(
+    model: str, vectors: list[Any], tokens: int, encoding: str, **extra: Any
+) -> dict[str, Any]:
+    """An embeddings ``list``; ``vectors`` are float32 arrays or float lists."""
+    import numpy as np
+
+    data = []
+    for i, vector in enumerate(vectors):
+        array = np.asarray(vector, dtype="<f4")
+        value: Any = (
+            base64.b64encode(array.tobytes()).decode("ascii")
+            if encoding == "base64"
+            else array.tolist()
+        )
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    return {"object": "list", "data": data, "model": model, "usage": usage(tokens), **extra}
+
+
+class OpenAIService:
+    """Runs OpenAI-shaped requests on an :class:`InferenceRuntime`."""
+
+    def __init__(self, runtime: InferenceRuntime, limits: Limits | None = None) -> None:
+        self.runtime = runtime
+        self.limits = limits or Limits()
+
+    # --- validation ----------------------------------------------------------------------------
+
+    def generation_params(self, req: ChatCompletionRequest | CompletionRequest) -> GenerationParams:
+        """Check the sampling parameters of a request.
+
+        Raises:
+            MaxTokensError: ``max_tokens`` above the hard cap.
+            UnsupportedParameterError: ``n > 1``, ``logprobs``, tools, penalties, ...
+        """
+        if (req.n or 1) > 1:
+            raise UnsupportedParameterError("only n=1 is supported", "n")
+        if req.logprobs:
+            raise UnsupportedParameterError("logprobs are not supported", "logprobs")
+        if req.presence_penalty or req.frequency_penalty:
+            raise UnsupportedParameterError("presence/frequency penalties are not supported")
+        if isinstance(req, ChatCompletionRequest):
+            if req.tools:
+                raise UnsupportedParameterError("tools are not supported", "tools")
+            if req.response_format and req.response_format.get("type", "text") != "text":
+                raise UnsupportedParameterError("only text responses", "response_format")
+        else:
+            if req.suffix:
+                raise UnsupportedParameterError("suffix is not supported", "suffix")
+            if (req.best_of or 1) > 1:
+                raise UnsupportedParameterError("only best_of=1 is supported", "best_of")
+        stops = req.stop_list()
+        if len(stops) > 4 or any(len(s) > 256 for s in stops):
+            raise InvalidRequestError("at most 4 stop strings of up to 256 characters", "stop")
+        requested = req.requested_max_tokens()
+        cap = self.limits.max_tokens_cap
+        if requested is not None and requested > cap:
+            raise MaxTokensError(
+                f"max_tokens is {requested}; this server's limit is {cap}", "max_tokens"
+            )
+        return GenerationParams(
+            max_tokens=requested or min(self.limits.default_max_tokens, cap),
+            temperature=req.temperature or 0.0,
+            top_p=req.top_p if req.top_p is not None else 1.0,
+            seed=req.seed,
+            stop=tuple(stops),
+        )
+
+    def _check_texts(self, texts: list[str], param: str) -> None:
+        limit = self.limits.max_text_chars
+        if any(len(t) > limit for t in texts):
+            raise InvalidRequestError(f"each input is limited to {limit} characters", param)
+
+    def chat_messages(self, req: ChatCompletionRequest) -> list[dict[str, str]]:
+        """The conversation as the chat template takes it (``developer`` → ``system``)."""
+        messages = [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+            for m in req.messages
+        ]
+        self._check_texts([m["content"] for m in messages], "messages")
+        return messages
+
+    def completion_prompt(self, req: CompletionRequest) -> str:
+        """The one prompt of a completion request."""
+        prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
+        if len(prompts) != 1:
+            raise UnsupportedParameterError("send exactly one prompt per request", "prompt")
+        self._check_texts(prompts, "prompt")
+        return prompts[0]
+
+    # --- encoders ------------------------------------------------------------------------------
+
+    async def embeddings(self, target: Target, req: EmbeddingRequest) -> Response:
+        """``/v1/embeddings``."""
+        started = time.perf_counter()
+        texts = req.texts()
+        self._check_texts(texts, "input")
+        results = await self.runtime.embed(target.version, texts)
+        dim = len(results[0][0]) if results else 0
+        if req.dimensions is not None and req.dimensions != dim:
+            raise UnsupportedParameterError(
+                f"this model's vectors have {dim} dimensions", "dimensions"
+            )
+        tokens = sum(count for _, count in results)
+        vectors: list[np.ndarray] = [vector for vector, _ in results]
+        body = embedding_body(target.ref, vectors, tokens, req.encoding_format)
+        self.runtime.metrics.requests.labels(endpoint="embeddings").observe(
+            time.perf_counter() - started
+        )
+        return json_response(body)
+
+    async def classifications(self, target: Target, req: ClassificationRequest) -> Response:
+        """``/v1/classifications``."""
+        started = time.perf_counter()
+        texts = req.texts()
+        self._check_texts(texts, "input")
+        results = await self.runtime.classify(target.version, texts)
+        data = [{"index": i, **row} for i, (row, _) in enumerate(results)]
+        tokens = sum(count for _, count in results)
+        body = {"object": "list", "data": data, "model": target.ref, "usage": usage(tokens)}
+        self.runtime.metrics.requests.labels(endpoint="classifications").observe(
+            time.perf_counter() - started
+        )
+        return json_response(body)
+
+    # --- generation ----------------------------------------------------------------------------
+
+    async def chat(self, target: Target, req: ChatCompletionRequest) -> Response:
+        """``/v1/chat/completions`` (JSON, or SSE with ``stream``)."""
+        params = self.generation_params(req)
+        loaded, prompt = await self.runtime.prompt(
+            target.version, params, messages=self.chat_messages(req)
+        )
+        stream = await self.runtime.generate(loaded, prompt)
+        if req.stream:
+            include = bool(req.stream_options and req.stream_options.include_usage)
+            events = self._events(stream, target.ref, chat=True, include_usage=include)
+            return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+        started = time.perf_counter()
+        text, done = await stream.collect()
+        self.runtime.metrics.requests.labels(endpoint="chat").observe(time.perf_counter() - started)
+        return json_response(
+            chat_body(
+                target.ref, text, done.finish_reason, done.prompt_tokens, done.completion_tokens
+            )
+        )
+
+    async def completions(self, target: Target, req: CompletionRequest) -> Response:
+        """``/v1/completions`` (JSON, or SSE with ``stream``)."""
+        params = self.generation_params(req)
+        prompt_text = self.completion_prompt(req)
+        loaded, prompt = await self.runtime.prompt(target.version, params, text=prompt_text)
+        stream = await self.runtime.generate(loaded, prompt)
+        if req.stream:
+            include = bool(req.stream_options and req.stream_options.include_usage)
+            events = self._events(
+                stream, target.ref, chat=False, include_usage=include,
+                echo=prompt_text if req.echo else "",
+            )  # fmt: skip
+            return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+        started = time.perf_counter()
+        text, done = await stream.collect()
+        self.runtime.metrics.requests.labels(endpoint="completions").observe(
+            time.perf_counter() - started
+        )
+        if req.echo:
+            text = prompt_text + text
+        return json_response(
+            completion_body(
+                target.ref, text, done.finish_reason, done.prompt_tokens, done.completion_tokens
+            )
+        )
+
+    async def _events(
+        self,
+        stream: GenerationStream,
+        model: str,
+        *,
+        chat: bool,
+        include_usage: bool,
+        echo: str = "",
+    ) -> AsyncIterator[bytes]:
+        started = time.perf_counter()
+        rid = new_id("chatcmpl" if chat else "cmpl")
+        created = int(time.time())
+        kind = "chat.completion.chunk" if chat else "text_completion"
+
+        def chunk(text: str | None, finish: str | None = None, role: bool = False) -> bytes:
+            choice: dict[str, Any]
+            if chat:
+                delta: dict[str, Any] = {}
+                if role:
+                    delta["role"] = "assistant"
+                if text is not None:
+                    delta["content"] = text
+                choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+            else:
+                choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
+            return sse(
+                {"id": rid, "object": kind, "created": created, "model": model, "choices": [choice]}
+            )
+
+        try:
+            if chat:
+                yield chunk("", role=True)
+            elif echo:
+                yield chunk(echo)
+            done: GenerationDone | None = None
+            while done is None:
+                event = await stream.next()
+                if isinstance(event, TextDelta):
+                    yield chunk(event.text)
+                else:
+                    done = event
+            yield chunk(None if chat else "", finish=done.finish_reason)
+            if include_usage:
+                tail = usage(done.prompt_tokens, done.completion_tokens)
+                yield sse({"id": rid, "object": kind, "created": created, "model": model,
+                           "choices": [], "usage": tail})  # fmt: skip
+            yield SSE_DONE
+            self.runtime.metrics.requests.labels(
+                endpoint="chat" if chat else "completions"
+            ).observe(time.perf_counter() - started)
+        except Exception as exc:  # noqa: BLE001 - the status line is sent: report in-band
+            response = to_response(exc)
+            yield sse(
+                json.loads(bytes(response.body))
+                if response.body
+                else error_body(500, "internal_error", "internal error")
+            )
+        finally:
+            stream.cancel()

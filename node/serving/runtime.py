@@ -1,0 +1,364 @@
+"""The inference runtime: hot models per version CID, dynamic batching, generation slots.
+
+- Models are fetched through the :class:`~registry.model.package.ModelCache` (verified against
+  the chain) and loaded once per CID; at most ``max_loaded`` stay in memory, the least recently
+  used idle one is dropped first.
+- Encoders (embeddings, classification) get a :class:`~node.executors.batching.DynamicBatcher`:
+  concurrent requests are gathered into one forward pass (up to ``batch_size`` texts or
+  ``batch_wait_ms``), run in the batcher's thread.
+- Generation runs in a pool of ``generation_slots`` threads. A slot is taken before the thread
+  starts and released by the thread itself when it ends, so a cancelled stream frees its slot
+  exactly when the compute stops. Requests beyond ``max_waiting`` get ``overloaded`` (503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from node.executors.batching import DynamicBatcher
+from node.executors.encoders import EmbeddingModel, TextClassifier
+from node.serving.errors import OverloadedError, UnsupportedTaskError
+from node.serving.generation import (
+    Event,
+    GenerationDone,
+    GenerationParams,
+    Prompt,
+    TextDelta,
+    TextGenerator,
+)
+from node.serving.metrics import ServingMetrics
+from registry.model.manifest import MANIFEST_NAME, infer_task
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from registry.clients import VersionRecord
+    from registry.model.package import ModelCache
+
+log = logging.getLogger(__name__)
+
+Task = str  # "feature-extraction" | "text-classification" | "text-generation"
+EMBED, CLASSIFY, GENERATE = "feature-extraction", "text-classification", "text-generation"
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Limits and batching of the runtime."""
+
+    max_loaded: int = 2
+    batch_size: int = 32
+    batch_wait_ms: float = 5.0
+    max_queue: int = 4096
+    generation_slots: int = 1
+    max_waiting: int = 64
+
+
+@dataclass
+class Loaded:
+    """A model in memory."""
+
+    cid: str
+    task: Task
+    impl: Any
+    batcher: DynamicBatcher[str, Any] | None = None
+    active: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def busy(self) -> bool:
+        """Whether requests are using it (it must not be unloaded)."""
+        return self.active > 0 or (self.batcher is not None and self.batcher.pending > 0)
+
+
+def model_task(model_dir: Path) -> Task:
+    """The task of a verified model directory (its manifest's, else inferred from the config)."""
+    manifest = model_dir / MANIFEST_NAME
+    if manifest.is_file():
+        task = json.loads(manifest.read_text(encoding="utf-8")).get("task")
+        if task in (EMBED, CLASSIFY, GENERATE):
+            return str(task)
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    return infer_task(config, model_dir)
+
+
+class GenerationStream:
+    """The events of one running generation; :meth:`cancel` stops it (idempotent)."""
+
+    def __init__(
+        self, queue: asyncio.Queue[Event | BaseException], cancel: threading.Event
+    ) -> None:
+        self._queue = queue
+        self._cancel = cancel
+        self.done: GenerationDone | None = None
+
+    async def next(self) -> Event:
+        """The next event; raises what the decode loop raised."""
+        item = await self._queue.get()
+        if isinstance(item, BaseException):
+            self._cancel.set()
+            raise item
+        if isinstance(item, GenerationDone):
+            self.done = item
+        return item
+
+    async def collect(self) -> tuple[str, GenerationDone]:
+        """Wait for the whole text."""
+        parts: list[str] = []
+        try:
+            while True:
+                event = await self.next()
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                else:
+                    return "".join(parts), event
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Ask the decode loop to stop (no-op once it ended)."""
+        self._cancel.set()
+
+
+class InferenceRuntime:
+    """Loads models on demand and runs embeddings, classification and generation.
+
+    Args:
+        cache: the verified model cache.
+        config: limits and batching.
+        metrics: where to count (a private registry when omitted).
+    """
+
+    def __init__(
+        self,
+        cache: ModelCache,
+        config: RuntimeConfig | None = None,
+        metrics: ServingMetrics | None = None,
+    ) -> None:
+        from prometheus_client import CollectorRegistry
+
+        self.cache = cache
+        self.config = config or RuntimeConfig()
+        self.metrics = metrics or ServingMetrics(CollectorRegistry())
+        self._models: OrderedDict[str, Loaded] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[Loaded]] = {}
+        self._slots = asyncio.Semaphore(self.config.generation_slots)
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.config.generation_slots, thread_name_prefix="generate"
+        )
+        self._waiting = 0
+        self.active_generations = 0
+
+    # --- models --------------------------------------------------------------------------------
+
+    def loaded(self) -> list[str]:
+        """CIDs of the models in memory, least recently used first."""
+        return list(self._models)
+
+    async def load(self, version: VersionRecord) -> Loaded:
+        """The in-memory model of ``version``, fetching and loading it once."""
+        cid = version.cid
+        found = self._models.get(cid)
+        if found is not None:
+            self._models.move_to_end(cid)
+            found.last_used = time.monotonic()
+            return found
+        pending = self._loading.get(cid)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Loaded] = asyncio.get_running_loop().create_future()
+        self._loading[cid] = future
+        try:
+            loaded = await self._load(version)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: waiters (if any) re-raise it themselves
+            else:
+                future.cancel()
+            raise
+        finally:
+            self._loading.pop(cid, None)
+        self._models[cid] = loaded
+        future.set_result(loaded)
+        self.metrics.model_loads.inc()
+        await self._evict()
+        self.metrics.loaded_models.set(len(self._models))
+        return loaded
+
+    async def _load(self, version: VersionRecord) -> Loaded:
+        path = await asyncio.to_thread(self.cache.ensure, version)
+        task = model_task(path)
+        started = time.monotonic()
+        if task == GENERATE:
+            impl: Any = await asyncio.to_thread(TextGenerator, path)
+            loaded = Loaded(version.cid, task, impl)
+        elif task in (EMBED, CLASSIFY):
+            cls = EmbeddingModel if task == EMBED else TextClassifier
+            impl = await asyncio.to_thread(cls, path)
+            batch_fn = self._embed_batch(impl) if task == EMBED else self._classify_batch(impl)
+            batcher: DynamicBatcher[str, Any] = DynamicBatcher(
+                batch_fn,
+                max_batch_size=self.config.batch_size,
+                max_wait_ms=self.config.batch_wait_ms,
+                max_queue=self.config.max_queue,
+            )
+            await batcher.start()
+            loaded = Loaded(version.cid, task, impl, batcher)
+        else:
+            raise UnsupportedTaskError(f"models of task {task!r} cannot be served", param="model")
+        log.info("loaded %s (%s) in %.1f s", version.cid, task, time.monotonic() - started)
+        return loaded
+
+    async def _evict(self) -> None:
+        while len(self._models) > self.config.max_loaded:
+            idle = [m for m in self._models.values() if not m.busy]
+            if not idle:
+                return  # everything is in use: stay over the limit until something frees
+            victim = idle[0]
+            del self._models[victim.cid]
+            if victim.batcher is not None:
+                await victim.batcher.stop(drain=True)
+            log.info("unloaded %s", victim.cid)
+
+    async def stop(self) -> None:
+        """Unload everything and stop the batchers and generation threads."""
+        models, self._models = list(self._models.values()), OrderedDict()
+        for loaded in models:
+            if loaded.batcher is not None:
+                await loaded.batcher.stop(drain=False)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.metrics.loaded_models.set(0)
+
+    # --- encoders ------------------------------------------------------------------------------
+
+    def _embed_batch(self, model: EmbeddingModel) -> Any:
+        def run(texts: list[str]) -> list[tuple[np.ndarray, int]]:
+            self.metrics.batch_size.observe(len(texts))
+            counts = _token_counts(model, texts)
+            vectors = model.encode(texts).numpy()
+            return list(zip(vectors, counts, strict=True))
+
+        return run
+
+    def _classify_batch(self, model: TextClassifier) -> Any:
+        def run(texts: list[str]) -> list[tuple[dict[str, Any], int]]:
+            self.metrics.batch_size.observe(len(texts))
+            counts = _token_counts(model, texts)
+            return list(zip(model.classify(texts), counts, strict=True))
+
+        return run
+
+    async def embed(self, version: VersionRecord, texts: list[str]) -> list[tuple[np.ndarray, int]]:
+        """One float32 vector and the token count per text (batched with other requests)."""
+        return await self._batched(version, EMBED, texts)
+
+    async def classify(
+        self, version: VersionRecord, texts: list[str]
+    ) -> list[tuple[dict[str, Any], int]]:
+        """``{"label", "score", "scores"}`` and the token count per text."""
+        return await self._batched(version, CLASSIFY, texts)
+
+    async def _batched(self, version: VersionRecord, task: Task, texts: list[str]) -> list[Any]:
+        loaded = await self.load(version)
+        if loaded.task != task:
+            raise UnsupportedTaskError(f"this model does {loaded.task}, not {task}", param="model")
+        assert loaded.batcher is not None
+        self.metrics.inferences.labels(task=task).inc()
+        loaded.active += 1
+        try:
+            return list(await asyncio.gather(*(loaded.batcher.submit(t) for t in texts)))
+        finally:
+            loaded.active -= 1
+            loaded.last_used = time.monotonic()
+
+    # --- generation ----------------------------------------------------------------------------
+
+    async def prompt(
+        self,
+        version: VersionRecord,
+        params: GenerationParams,
+        *,
+        messages: list[dict[str, str]] | None = None,
+        text: str | None = None,
+    ) -> tuple[Loaded, Prompt]:
+        """Load the model and build the prompt (chat ``messages`` or a plain ``text``).
+
+        Raises:
+            UnsupportedTaskError: not a generative model, or no chat template for chat.
+            ContextLengthError: the prompt and ``max_tokens`` do not fit.
+        """
+        loaded = await self.load(version)
+        if loaded.task != GENERATE:
+            raise UnsupportedTaskError(f"this model does {loaded.task}, not text generation")
+        generator: TextGenerator = loaded.impl
+        if messages is not None:
+            return loaded, generator.chat_prompt(messages, params)
+        return loaded, generator.text_prompt(text or "", params)
+
+    async def generate(self, loaded: Loaded, prompt: Prompt) -> GenerationStream:
+        """Start decoding ``prompt`` once a slot is free; returns its event stream.
+
+        Raises:
+            OverloadedError: ``max_waiting`` requests already wait for a slot.
+        """
+        if self._waiting >= self.config.max_waiting:
+            raise OverloadedError("too many generations are waiting: retry later")
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        # From here to submit() nothing awaits: the slot is handed to the thread, which frees it.
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
+        cancel = threading.Event()
+        generator: TextGenerator = loaded.impl
+        metrics = self.metrics
+
+        def emit(event: Event | BaseException) -> None:
+            if isinstance(event, GenerationDone):
+                metrics.tokens.inc(event.completion_tokens)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        def work() -> None:
+            try:
+                generator.run(prompt, emit, cancel)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                emit(exc)
+            finally:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._release, loaded)
+
+        loaded.active += 1
+        self.active_generations += 1
+        metrics.active_generations.inc()
+        metrics.inferences.labels(task=GENERATE).inc()
+        try:
+            self._pool.submit(work)
+        except BaseException:
+            self._release(loaded)
+            raise
+        return GenerationStream(queue, cancel)
+
+    def _release(self, loaded: Loaded) -> None:
+        loaded.active -= 1
+        loaded.last_used = time.monotonic()
+        self.active_generations -= 1
+        self.metrics.active_generations.dec()
+        self._slots.release()
+
+
+def _token_counts(model: EmbeddingModel | TextClassifier, texts: list[str]) -> list[int]:
+    ids = model.tokenizer(list(texts), truncation=True, max_length=model.max_length)["input_ids"]
+    return [len(x) for x in ids]

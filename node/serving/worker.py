@@ -1,0 +1,70 @@
+"""Direct inference on a worker node: the runtime behind ``Node.runtime``.
+
+The worker answers only for the versions it serves (declared on chain with ``setServing``);
+anything else is ``model_not_served`` (404), so the gateway's routing and the chain agree. Gated
+models need a bearer token whose address has on-chain access, exactly as at the gateway (which
+forwards the caller's ``Authorization`` header), so going around the gateway gains nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Request
+
+from node.service import Service
+from node.serving.catalog import Catalog, Target
+from node.serving.errors import ModelNotServedError
+from node.serving.handlers import OpenAIService
+from node.serving.metrics import ServingMetrics
+from node.serving.router import create_openai_router
+from node.serving.runtime import InferenceRuntime, RuntimeConfig
+from node.serving.schemas import ModelCard
+
+if TYPE_CHECKING:
+    from node.main import Node
+
+
+class WorkerServing(Service):
+    """The worker's serving runtime: mounts the OpenAI router and unloads models on stop."""
+
+    name = "serving"
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.node = node
+        self.catalog = Catalog(node.sdk.models)
+        config = RuntimeConfig(
+            batch_size=node.config.batch_size, batch_wait_ms=node.config.batch_wait_ms
+        )
+        self.runtime = InferenceRuntime(node.cache, config, ServingMetrics.for_node(node.metrics))
+        self.service = OpenAIService(self.runtime)
+
+    def router(self) -> APIRouter:
+        """The OpenAI-compatible routes for the served versions."""
+        return create_openai_router(self.service, self.authorize, self.list_models)
+
+    async def authorize(self, ref: str, request: Request) -> Target:
+        """Resolve ``ref``; refuse versions this node does not serve and callers without access."""
+        caller = self.catalog.caller(request.headers.get("authorization"))
+        target = await self.catalog.resolve(ref)
+        if self.node.served.get(target.version.version_id) is None:
+            raise ModelNotServedError(f"this worker does not serve {ref!r}", param="model")
+        await self.catalog.authorize(target, caller)
+        return target
+
+    async def list_models(self) -> list[ModelCard]:
+        """The configured references whose versions are still served."""
+        cards = []
+        for ref in self.node.config.serves:
+            try:
+                target = await self.catalog.resolve(ref)
+            except Exception:  # noqa: BLE001 - revoked or gone: not listed
+                continue
+            if self.node.served.get(target.version.version_id) is not None:
+                cards.append(ModelCard(id=target.pinned_ref, owned_by=target.model.owner))
+        return cards
+
+    async def run(self) -> None:
+        await self.stopping.wait()
+        await self.runtime.stop()
