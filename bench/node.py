@@ -309,9 +309,8 @@ def _create_jobs(bench: Bench, count: int) -> tuple[dict[int, float], float]:
 
 
 class FinalizedWatcher:
-    """Polls ``JobFinalized`` logs (one ``eth_getLogs`` every ``interval_s``, so the watcher
-    itself adds little load to the chain) and records when each job's finalization was first
-    seen."""
+    """Polls ``JobFinalized`` logs every ``interval_s`` (the head, then the logs of new blocks)
+    and records when each job's finalization was first seen."""
 
     def __init__(self, url: str, job_board: str, from_block: int, interval_s: float = 0.05) -> None:
         from registry.chain import artifacts
@@ -338,13 +337,13 @@ class FinalizedWatcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            logs = self.event.get_logs(from_block=self.next_block, to_block="latest")
-            now = time.perf_counter()
-            for entry in logs:
-                self.seen.setdefault(int(entry["args"]["jobId"]), now)
-                # the newest block with a finalization is read again next time (no gap, and
-                # ``seen`` keeps the first sighting)
-                self.next_block = max(self.next_block, int(entry["blockNumber"]))
+            head = int(self.chain.w3.eth.block_number)
+            if head >= self.next_block:
+                logs = self.event.get_logs(from_block=self.next_block, to_block=head)
+                now = time.perf_counter()
+                for entry in logs:
+                    self.seen.setdefault(int(entry["args"]["jobId"]), now)
+                self.next_block = head + 1
             self._stop.wait(self.interval_s)
 
     def wait_for(self, job_ids: set[int], timeout: float) -> None:
