@@ -298,17 +298,42 @@ def to_response(exc: Exception) -> JSONResponse:
     return unexpected_error_response(exc)
 
 
+#: Largest request body the serving routes read (the gateway enforces its own, smaller, limit).
+MAX_BODY_BYTES = 8 << 20
+
+
 class ErrorMappingRoute(APIRoute):
     """An ``APIRoute`` whose handler translates errors itself (for routers mounted on apps this
-    package does not own, such as the worker's, where no app-level handler is installed)."""
+    package does not own, such as the worker's, where no app-level handler is installed), and
+    refuses bodies over :data:`MAX_BODY_BYTES` with 413 before parsing them."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
             try:
+                if request.method == "POST" and not await _body_fits(request):
+                    return error_response(
+                        413, "body_too_large", f"the request body exceeds {MAX_BODY_BYTES} bytes"
+                    )
                 return await handler(request)
             except Exception as exc:  # noqa: BLE001 - every failure becomes an error response
                 return to_response(exc)
 
         return guarded
+
+
+async def _body_fits(request: Request) -> bool:
+    """Read the body up to the limit; it stays cached on the request for the handler."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return False
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return False
+        chunks.append(chunk)
+    request._body = b"".join(chunks)  # what Request.body() returns from now on
+    return True

@@ -1,0 +1,172 @@
+"""The serving runtime without a chain: decoding pieces (stop strings across token boundaries,
+incremental UTF-8 detokenization, seeded sampling), generation slots freed by cancellation, the
+LRU of loaded models, and the OpenAI router on a bare app (413, 400, 404 ``model_not_served``)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+
+from node.serving import (
+    InferenceRuntime,
+    OpenAIService,
+    RuntimeConfig,
+    Target,
+    create_openai_router,
+)
+from node.serving.decoding import Detokenizer, StopMatcher, pick_token
+from node.serving.errors import MAX_BODY_BYTES, ModelNotServedError
+from node.serving.generation import GenerationDone, GenerationParams, TextDelta
+from registry.clients import Access, ContentRef, ModelRecord, VersionRecord
+from registry.model import demo
+from registry.model.safety import load_tokenizer
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _version(name: str) -> VersionRecord:
+    digest = hashlib.sha256(name.encode()).digest()
+    return VersionRecord(digest, digest, "v1", ContentRef(0x70, digest), digest, None, 0, "", False)
+
+
+class FakeCache:
+    """Stands in for ModelCache: version tag → demo model directory."""
+
+    def __init__(self) -> None:
+        self.dirs: dict[str, Path] = {}
+
+    def ensure(self, version: VersionRecord) -> Path:
+        return self.dirs[version.cid]
+
+
+# --- decoding ------------------------------------------------------------------------------------
+
+
+def test_stop_strings_are_found_across_pieces_and_never_emitted() -> None:
+    matcher = StopMatcher(("END", "\n\n"))
+    out = [matcher.feed(p) for p in ["Hello E", "N", "D! more"]]
+    assert "".join(out) == "Hello " and matcher.stopped
+    held = StopMatcher(("END",))
+    assert held.feed("abcE") == "abc"  # "E" could start "END": held back
+    assert held.feed("x") == "Ex" and held.flush() == ""
+    tail = StopMatcher(("END",))
+    assert tail.feed("xEN") == "x" and tail.flush() == "EN"  # never completed: released
+
+
+def test_detokenizer_holds_back_split_utf8(tmp_path: Path) -> None:
+    tokenizer = load_tokenizer(demo.cached_model("tiny-gpt2"))  # one token per byte
+    text = "naïve 🙂 ok"
+    ids = tokenizer(text)["input_ids"]
+    detok = Detokenizer(tokenizer)
+    pieces = [detok.push(i) for i in ids]
+    assert "".join(pieces) + detok.flush() == text
+    assert all("\ufffd" not in p for p in pieces)
+    assert "" in pieces  # the emoji's first bytes produced nothing yet
+
+
+def test_greedy_and_seeded_sampling() -> None:
+    logits = torch.tensor([0.1, 3.0, 0.2, 2.9])
+    assert pick_token(logits, 0.0, 1.0, None) == 1
+    draws = [pick_token(logits, 1.0, 0.9, torch.Generator().manual_seed(s)) for s in range(20)]
+    again = [pick_token(logits, 1.0, 0.9, torch.Generator().manual_seed(s)) for s in range(20)]
+    assert draws == again and set(draws) <= {1, 3}  # top_p 0.9 keeps the two big ones
+
+
+# --- runtime -------------------------------------------------------------------------------------
+
+
+def test_cancelled_generation_frees_its_slot() -> None:
+    async def scenario() -> None:
+        cache = FakeCache()
+        version = _version("gpt2")
+        cache.dirs[version.cid] = demo.cached_model("tiny-gpt2")
+        runtime = InferenceRuntime(cache, RuntimeConfig(generation_slots=1))  # type: ignore[arg-type]
+        params = GenerationParams(max_tokens=200)
+        loaded, prompt = await runtime.prompt(version, params, text="hello")
+        stream = await runtime.generate(loaded, prompt)
+        assert isinstance(await stream.next(), TextDelta | GenerationDone)
+        stream.cancel()
+        for _ in range(100):
+            if runtime.active_generations == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert runtime.active_generations == 0
+        events = []
+        while not events or not isinstance(events[-1], GenerationDone):
+            events.append(await stream.next())
+        done = events[-1]
+        assert isinstance(done, GenerationDone) and done.cancelled
+        assert done.completion_tokens < 200
+        second = await runtime.generate(loaded, prompt)  # the one slot is free again
+        text, finished = await asyncio.wait_for(second.collect(), timeout=60)
+        assert finished.completion_tokens >= 1 and not finished.cancelled
+        await runtime.stop()
+
+    asyncio.run(scenario())
+
+
+def test_least_recently_used_idle_model_is_unloaded() -> None:
+    async def scenario() -> None:
+        cache = FakeCache()
+        a, b = _version("a"), _version("b")
+        cache.dirs[a.cid] = demo.cached_model("tiny-gpt2")
+        cache.dirs[b.cid] = demo.cached_model("minilm")
+        runtime = InferenceRuntime(cache, RuntimeConfig(max_loaded=1))  # type: ignore[arg-type]
+        await runtime.load(a)
+        assert runtime.loaded() == [a.cid]
+        vectors = await runtime.embed(b, ["x"])
+        assert len(vectors[0][0]) == 384 and runtime.loaded() == [b.cid]
+        await runtime.stop()
+
+    asyncio.run(scenario())
+
+
+# --- router --------------------------------------------------------------------------------------
+
+
+def test_router_on_a_bare_app_maps_errors_itself() -> None:
+    cache = FakeCache()
+    served = _version("minilm")
+    cache.dirs[served.cid] = demo.cached_model("minilm")
+
+    async def authorize(ref: str, request: Request) -> Target:
+        if ref != "minilm":
+            raise ModelNotServedError(f"this worker does not serve {ref!r}", param="model")
+        owner = "0x" + "00" * 20
+        return Target(ref, ModelRecord(served.model_id, ref, owner, Access.PUBLIC, 0, 0), served)
+
+    async def models() -> list[object]:
+        return []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = InferenceRuntime(cache)  # type: ignore[arg-type]
+        service = OpenAIService(runtime)
+        app.include_router(create_openai_router(service, authorize, models))  # type: ignore[arg-type]
+        yield
+        await runtime.stop()
+
+    app = FastAPI(lifespan=lifespan)
+
+    with TestClient(app) as client:
+        ok = client.post("/v1/embeddings", json={"model": "minilm", "input": ["a", "b"]})
+        assert ok.status_code == 200 and len(ok.json()["data"]) == 2
+        other = client.post("/v1/embeddings", json={"model": "other", "input": "a"})
+        assert other.status_code == 404 and other.json()["error"]["code"] == "model_not_served"
+        bad = client.post(
+            "/v1/embeddings", content=b"{", headers={"content-type": "application/json"}
+        )
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+        huge = client.post(
+            "/v1/embeddings", content=b"x" * (MAX_BODY_BYTES + 1),
+            headers={"content-type": "application/json"},
+        )  # fmt: skip
+        assert huge.status_code == 413 and huge.json()["error"]["code"] == "body_too_large"
