@@ -2,7 +2,7 @@
 
 1. Start a devnet (embedded chain over JSON-RPC, contracts, embedded store) with MiniLM and
    SmolLM2-135M pushed (``tests/gatewayfix.py``), then ``anchorml gateway`` as its own process
-   (in-process inference, dynamic batching B=32 / W=5 ms, no rate limit), and the naive
+   (in-process inference, dynamic batching B=16 / W=5 ms, no rate limit), and the naive
    one-forward-per-request FastAPI server of ``bench/embedload.py``.
 2. Embeddings: texts/s at ``--concurrency`` clients (one text per request) through the gateway
    and through the naive server, against the in-process batched forward (the ceiling); rounds
@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -83,16 +84,17 @@ class RawGeneration:
         }
 
 
-def _streamed(url: str, model: str, max_tokens: int) -> dict[str, float]:
-    """One streamed chat through ``url``: time to first token, decode tokens/s, token count."""
-    import httpx
+def _streamed(client: Any, url: str, model: str, max_tokens: int) -> dict[str, float]:
+    """One streamed chat through ``url``: time to first token, decode tokens/s, token count.
 
+    ``client`` is one ``httpx.Client`` kept open across runs: creating one costs ~20 ms (it
+    builds an SSL context), which must not count as the server's time to first token."""
     body = {"model": model, "messages": CHAT_PROMPT, "max_tokens": max_tokens, "stream": True,
             "stream_options": {"include_usage": True}}  # fmt: skip
     first = last = 0.0
     tokens = 0
     started = time.perf_counter()
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=600) as response:
+    with client.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=600) as response:
         response.raise_for_status()
         for line in response.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -113,15 +115,23 @@ def _streamed(url: str, model: str, max_tokens: int) -> dict[str, float]:
 def chat_comparison(url: str, model: str, model_dir: Path, max_tokens: int, repeat: int) -> str:
     """Streamed decode and time to first token through the gateway vs raw ``generate``, measured
     back to back in each round (after :func:`embedload.wait_quiet`)."""
-    _streamed(url, model, max_tokens)  # load the model and warm every sequence length
+    import httpx
+
+    client = httpx.Client()
+    _streamed(client, url, model, max_tokens)  # load the model and warm every sequence length
     raw = RawGeneration(model_dir, max_tokens)
     raws, runs = [], []
-    for _ in range(repeat):
+    for i in range(repeat):
         embedload.wait_quiet()
-        raws.append(raw.measure())
-        runs.append(_streamed(url, model, max_tokens))
+        if i % 2 == 0:  # alternate the order: a model's speed drifts with time on a shared VM
+            raws.append(raw.measure())
+            runs.append(_streamed(client, url, model, max_tokens))
+        else:
+            runs.append(_streamed(client, url, model, max_tokens))
+            raws.append(raw.measure())
         print(f"  chat round: raw {raws[-1]['decode_tps']:.1f} tok/s, gateway "
               f"{runs[-1]['decode_tps']:.1f} tok/s", file=sys.stderr)  # fmt: skip
+    client.close()
     ratio = statistics.median(
         g["decode_tps"] / r["decode_tps"] for g, r in zip(runs, raws, strict=True)
     )
@@ -153,7 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--ceiling-s", type=float, default=8.0)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--batch-size", default="32", help="the gateway's B")
+    parser.add_argument("--chat-repeat", type=int, default=5)
+    parser.add_argument("--batch-size", default="16", help="the gateway's B")
     parser.add_argument("--batch-wait-ms", default="5", help="the gateway's W")
     parser.add_argument("--skip-chat", action="store_true")
     parser.add_argument("--skip-embeddings", action="store_true")
@@ -178,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n## Chat decode (SmolLM2-135M, {args.max_tokens} tokens max)\n")
             print(
                 chat_comparison(
-                    url, CHAT, demo.cached_model("smollm2"), args.max_tokens, args.repeat
+                    url, CHAT, demo.cached_model("smollm2"), args.max_tokens, args.chat_repeat
                 )
             )
 

@@ -24,7 +24,7 @@ from fastapi import Response
 from fastapi.responses import StreamingResponse
 
 from api.gateway.metrics import GatewayMetrics
-from node.serving.catalog import TtlCache
+from node.serving.cache import AsyncCache
 from node.serving.handlers import SSE_HEADERS
 from registry.clients import NodeRegistryClient
 
@@ -72,7 +72,7 @@ class WorkerPool:
         self.nodes = nodes
         self.metrics = metrics
         self.backoff_s = backoff_s
-        self._serving: TtlCache[bytes, list[Upstream]] = TtlCache(ttl_s)
+        self._serving: AsyncCache[bytes, list[Upstream]] = AsyncCache(ttl_s)
         self._upstreams: dict[str, Upstream] = {}
         self._turn = itertools.count()
         self.client = httpx.AsyncClient(
@@ -94,18 +94,19 @@ class WorkerPool:
 
     async def candidates(self, version_id: bytes) -> list[Upstream]:
         """The workers serving ``version_id`` (cached)."""
-        hit = self._serving.get(version_id)
-        if hit is None:
+
+        async def load() -> list[Upstream]:
             records = await asyncio.to_thread(self.nodes.serving_nodes, version_id)
-            hit = []
+            found = []
             for record in records:
                 endpoint = record.endpoint.rstrip("/")
-                if not endpoint.startswith(("http://", "https://")):
-                    continue
-                upstream = self._upstreams.setdefault(endpoint, Upstream(record.address, endpoint))
-                hit.append(upstream)
-            self._serving.set(version_id, hit)
-        return hit
+                if endpoint.startswith(("http://", "https://")):
+                    found.append(
+                        self._upstreams.setdefault(endpoint, Upstream(record.address, endpoint))
+                    )
+            return found
+
+        return await self._serving.get(version_id, load)
 
     def pick(self, candidates: list[Upstream], tried: set[str]) -> Upstream | None:
         """The healthy, untried candidate with the fewest requests in flight."""

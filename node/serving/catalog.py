@@ -4,7 +4,10 @@ Resolution (``name``, ``name@tag``, ``name@alias``) and access answers (``hasAcc
 ModelRegistry) come from the chain and are cached for a short time; :meth:`Catalog.invalidate`
 drops them at once (the gateway calls it when it sees ``VersionRegistered``, ``AliasSet``,
 ``VersionRevoked``, ``AccessChanged`` or ``AccessPolicySet``). The time limits bound staleness
-where no event is emitted: an allowlist grant with an expiry simply runs out.
+where no event is emitted: an allowlist grant with an expiry simply runs out. Concurrent misses
+share one lookup, and an entry whose time ran out is refreshed in the background while it keeps
+answering (see :mod:`node.serving.cache`), so a request never waits on the chain because a
+timer expired — only after an invalidating event.
 
 Bearer tokens: a value that is not an anchorml token (``amlt1.…``) is ignored, so OpenAI
 clients that insist on some API key work on public models; an anchorml token that is
@@ -15,11 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
+from node.serving.cache import AsyncCache, TtlCache
 from node.serving.errors import NoAccessError
 from registry.auth import (
     PREFIX,
@@ -31,45 +32,6 @@ from registry.auth import (
 )
 from registry.clients import Access, ModelRecord, ModelRegistryClient, VersionRecord
 from registry.errors import AnchormlError, ModelNotFoundError, ModelRevokedError
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class TtlCache(Generic[K, V]):
-    """A bounded mapping whose entries expire ``ttl_s`` after they were set."""
-
-    def __init__(
-        self, ttl_s: float, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._clock = clock
-        self._data: OrderedDict[K, tuple[float, V]] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        """The live value for ``key``, or None."""
-        hit = self._data.get(key)
-        if hit is None:
-            return None
-        if hit[0] <= self._clock():
-            del self._data[key]
-            return None
-        return hit[1]
-
-    def set(self, key: K, value: V, ttl_s: float | None = None) -> None:
-        """Store ``value`` (evicting the oldest entry beyond ``max_entries``)."""
-        self._data[key] = (self._clock() + (self.ttl_s if ttl_s is None else ttl_s), value)
-        self._data.move_to_end(key)
-        while len(self._data) > self.max_entries:
-            self._data.popitem(last=False)
-
-    def clear(self) -> None:
-        """Forget everything."""
-        self._data.clear()
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 @dataclass(frozen=True)
@@ -111,8 +73,8 @@ class Catalog:
     ) -> None:
         self.models = models
         self.max_token_ttl_s = max_token_ttl_s
-        self._targets: TtlCache[str, Target | AnchormlError] = TtlCache(ttl_s)
-        self._access: TtlCache[tuple[bytes, str], bool] = TtlCache(access_ttl_s)
+        self._targets: AsyncCache[str, Target | AnchormlError] = AsyncCache(ttl_s)
+        self._access: AsyncCache[tuple[bytes, str], bool] = AsyncCache(access_ttl_s)
         self._tokens: TtlCache[str, TokenClaims] = TtlCache(300.0)  # ecrecover once per token
         self.access_checks = 0
         self.denials = 0
@@ -133,14 +95,19 @@ class Catalog:
             ModelNotFoundError: unknown model, version or alias (cached briefly too).
             ModelRevokedError: the version was revoked.
         """
-        hit = self._targets.get(ref)
-        if hit is None:
+        negative_ttl = min(5.0, self._targets.ttl_s)
+
+        async def load() -> Target | AnchormlError:
             try:
-                hit = await asyncio.to_thread(self._resolve, ref)
-                self._targets.set(ref, hit)
+                return await asyncio.to_thread(self._resolve, ref)
             except (ModelNotFoundError, ModelRevokedError) as exc:
-                self._targets.set(ref, exc, ttl_s=min(5.0, self._targets.ttl_s))
-                raise
+                return exc  # cached briefly too: unknown names must not cost a chain call each
+
+        hit = await self._targets.get(
+            ref,
+            load,
+            lambda v: negative_ttl if isinstance(v, AnchormlError) else self._targets.ttl_s,
+        )
         if isinstance(hit, AnchormlError):
             raise type(hit)(hit.message)
         return hit
@@ -203,9 +170,9 @@ class Catalog:
     async def has_access(self, model: ModelRecord, address: str) -> bool:
         """``ModelRegistry.hasAccess`` for ``address``, cached."""
         key = (model.model_id, address)
-        hit = self._access.get(key)
-        if hit is None:
+
+        async def load() -> bool:
             self.access_checks += 1
-            hit = await asyncio.to_thread(self.models.has_access, model.model_id, address)
-            self._access.set(key, hit)
-        return hit
+            return await asyncio.to_thread(self.models.has_access, model.model_id, address)
+
+        return await self._access.get(key, load)

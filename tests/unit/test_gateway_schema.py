@@ -4,7 +4,11 @@ invalid ones) against a real socket: no server error, and every response fits th
 Run through schemathesis's CLI (its pytest plugin does not support this pytest), bounded:
 ``MAX_EXAMPLES`` per operation, a fixed seed, no example database, a time budget, and a
 4-token generation cap so that a valid chat request stays cheap; on-chain requests give up
-after 2 s (their open jobs are cancelled and refunded)."""
+after 2 s (their open jobs are cancelled and refunded).
+
+No worker runs here, so a *valid* on-chain request (``"anchorml": {"mode": "onchain"}``) ends in
+the gateway's documented answer for a job that did not settle in time: 504 ``job_timeout``. That
+one 5xx is expected; any other (500 above all) still fails the run."""
 
 from __future__ import annotations
 
@@ -49,9 +53,13 @@ def server(net: GatewayNet) -> Iterator[ThreadServer]:
 
 def test_no_server_error_and_no_schema_violation(server: ThreadServer, tmp_path: Path) -> None:
     schemathesis = Path(sys.executable).with_name("schemathesis")
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(
+        '[checks.not_a_server_error]\nexpected-statuses = ["2xx", "3xx", "4xx", "504"]\n'
+    )
     proc = subprocess.run(
         [
-            str(schemathesis), "run", f"{server.url}/openapi.json",
+            str(schemathesis), "--config-file", str(config), "run", f"{server.url}/openapi.json",
             "--checks", CHECKS,
             "--max-examples", str(MAX_EXAMPLES),
             "--seed", "20261122",

@@ -22,6 +22,7 @@ from node.serving import (
     Target,
     create_openai_router,
 )
+from node.serving.cache import AsyncCache
 from node.serving.decoding import Detokenizer, StopMatcher, pick_token
 from node.serving.errors import MAX_BODY_BYTES, ModelNotServedError
 from node.serving.generation import GenerationDone, GenerationParams, TextDelta
@@ -170,3 +171,34 @@ def test_router_on_a_bare_app_maps_errors_itself() -> None:
             headers={"content-type": "application/json"},
         )  # fmt: skip
         assert huge.status_code == 413 and huge.json()["error"]["code"] == "body_too_large"
+
+
+# --- caches --------------------------------------------------------------------------------------
+
+
+def test_async_cache_single_flight_refresh_ahead_and_invalidation() -> None:
+    async def scenario() -> None:
+        now = [0.0]
+        cache: AsyncCache[str, int] = AsyncCache(10.0, clock=lambda: now[0])
+        calls = []
+        gate = asyncio.Event()
+
+        async def load() -> int:
+            calls.append(now[0])
+            await gate.wait()
+            return len(calls)
+
+        waiters = [asyncio.create_task(cache.get("k", load)) for _ in range(20)]
+        await asyncio.sleep(0)
+        gate.set()
+        assert await asyncio.gather(*waiters) == [1] * 20 and len(calls) == 1  # one load
+        now[0] = 15.0  # stale but < 2 × ttl: answered at once, refreshed in the background
+        assert await cache.get("k", load) == 1
+        await asyncio.sleep(0.01)
+        assert len(calls) == 2 and await cache.get("k", load) == 2
+        cache.clear()  # an invalidating event: the next caller waits for a fresh value
+        assert await cache.get("k", load) == 3
+        now[0] = 100.0  # expired beyond 2 × ttl: loaded synchronously
+        assert await cache.get("k", load) == 4
+
+    asyncio.run(scenario())
