@@ -140,8 +140,9 @@ class Devnet:
         if self.anvil is not None:
             self.heartbeat = Heartbeat(self.chain).start()
 
-    def deploy(self) -> Path:
-        """Deploy (or, on a kept anvil chain, reuse) the contracts; return the deployment file."""
+    def deploy(self) -> tuple[Path, bool]:
+        """Deploy (or, on a kept anvil chain, reuse) the contracts; return the deployment file
+        and whether it was reused."""
         assert self.chain is not None
         path = self.options.data_dir / "deployment.json"
         if path.exists() and self.options.chain == "anvil":
@@ -149,12 +150,12 @@ class Devnet:
                 dep = deployment_file.load(path)
                 dep.check_chain(self.chain)
                 if self.chain.w3.eth.get_code(dep.job_board):  # type: ignore[arg-type]
-                    return path
+                    return path, True
             except AnchormlError:
                 pass
         dep = deployment_file.deploy(Wallet(self.chain, Account.from_key(dev_keys()[ADMIN_KEY])))
         deployment_file.save(dep, path, force=True)
-        return path
+        return path, False
 
     def settings(self, key_index: int | None) -> Settings:
         """Client settings for a dev account on this devnet."""

@@ -85,6 +85,19 @@ def demo(
         _step("2. infer through the gateway")
         emb = _post(http, "/v1/embeddings", {"model": "minilm", "input": ["provenance matters"]})
         _say(f"minilm (public) → {len(emb['data'][0]['embedding'])}-dim embedding")
+        hello = _post(
+            http,
+            "/v1/chat/completions",
+            {
+                "model": "smollm2-chat",
+                "messages": [
+                    {"role": "user", "content": "In one sentence: why sign model weights?"}
+                ],
+                "max_tokens": 40,
+            },
+        )
+        _say(f"smollm2-chat (public) → {hello['choices'][0]['message']['content']!r}")
+        _say(f"{MODEL} is a tiny untrained GPT-2: its replies are noise; the point is the paths")
         chat = {
             "model": f"{MODEL}@{tag}",
             "messages": [{"role": "user", "content": "Once"}],

@@ -56,8 +56,8 @@ def up(
                 f"chain: anvil on {net.rpc_url} (chain id {net.chain.chain_id}), "
                 f"state kept in {options.data_dir / 'anvil-state.json'}"
             )
-        deployment = net.deploy()
-        console.print(f"contracts deployed: {deployment}")
+        deployment, reused = net.deploy()
+        console.print(f"contracts {'reused (kept chain)' if reused else 'deployed'}: {deployment}")
         refs = net.import_models()
         net.start_workers(refs)
         gateway = net.start_gateway()

@@ -51,35 +51,55 @@ def _env(data: Path, rpc: str) -> dict[str, str]:
     return env
 
 
+def _start_up(
+    log_path: Path, data: Path, port: int, rpc_port: int, *extra: str
+) -> subprocess.Popen[bytes]:
+    """Start ``anchorml up`` in its own process group and wait until it says it is up."""
+    up = subprocess.Popen(
+        [str(ANCHORML), "up", "--data-dir", str(data), "--port", str(port),
+         "--rpc-port", str(rpc_port), *extra],
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 900
+    while "devnet is up" not in log_path.read_text():
+        if up.poll() is not None or time.monotonic() > deadline:
+            os.killpg(up.pid, signal.SIGKILL)
+            raise AssertionError("anchorml up never became ready:\n" + log_path.read_text()[-3000:])
+        time.sleep(1)
+    return up
+
+
+def _stop_up(up: subprocess.Popen[bytes], log_path: Path, data: Path, *ports: int) -> None:
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it); check nothing is left."""
+    os.killpg(up.pid, signal.SIGINT)
+    assert up.wait(timeout=120) == 0
+    assert "stopped." in log_path.read_text()
+    time.sleep(1)
+    assert _processes_mentioning(str(data)) == []
+    for p in ports:  # nothing listens any more
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", p), timeout=2).close()
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    proc = subprocess.run(
+        [str(ANCHORML), *args], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
 def test_up_serves_real_clients_and_stops_cleanly(tmp_path: Path) -> None:
     from openai import OpenAI
     from web3 import Web3
 
-    data = tmp_path / "devnet"
+    data, log = tmp_path / "devnet", tmp_path / "up.log"
     port, rpc_port = free_port(), free_port()
-    log = (tmp_path / "up.log").open("w+")
-    up = subprocess.Popen(
-        [
-            str(ANCHORML),
-            "up",
-            "--data-dir",
-            str(data),
-            "--port",
-            str(port),
-            "--rpc-port",
-            str(rpc_port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+    up = _start_up(log, data, port, rpc_port)
     try:
-        deadline = time.monotonic() + 900
-        while "devnet is up" not in (tmp_path / "up.log").read_text():
-            assert up.poll() is None, (tmp_path / "up.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "anchorml up never became ready"
-            time.sleep(1)
         gateway, rpc = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{rpc_port}"
 
         client = OpenAI(base_url=f"{gateway}/v1", api_key="unused", timeout=300)
@@ -155,16 +175,38 @@ def test_up_serves_real_clients_and_stops_cleanly(tmp_path: Path) -> None:
         assert job.returncode == 0, job.stderr
         assert "status finalized" in job.stdout
         assert "text" in json.loads((tmp_path / "result.json").read_text())
+
+        # the whole story, as the welcome text suggests: every step prints its tx or CID
+        story = _cli(env, "demo", "--gateway", gateway, "--data-dir", str(data), "--rpc", rpc)
+        for step in ("HTTP 401 missing_token", "on chain, redundancy 2", "produced by job",
+                     "metrics {", "(rolled back)", "revoked story-gpt2@job-",
+                     "gateway on the revoked version → HTTP 410 model_revoked"):  # fmt: skip
+            assert step in story, story
+        assert story.count("tx   0x") >= 8
     finally:
-        os.killpg(up.pid, signal.SIGINT)
-        code = up.wait(timeout=120)
-    assert code == 0
-    assert "stopped." in (tmp_path / "up.log").read_text()
-    time.sleep(1)
-    assert _processes_mentioning(str(data)) == []
-    for p in (port, rpc_port):  # nothing listens any more
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", p), timeout=2).close()
+        if up.poll() is None:
+            _stop_up(up, log, data, port, rpc_port)
+
+
+def test_up_on_anvil_keeps_the_chain_across_restarts(tmp_path: Path) -> None:
+    data, port, rpc_port = tmp_path / "devnet", free_port(), free_port()
+    rpc = f"http://127.0.0.1:{rpc_port}"
+    env = _env(data, rpc)
+    model = Path(shutil.copytree(demo.cached_model("tiny-gpt2"), tmp_path / "m"))
+    first = _start_up(tmp_path / "up1.log", data, port, rpc_port, "--chain", "anvil")
+    try:
+        pushed = _cli(env, "model", "push", str(model), "--name", "kept", "--version", "v1")
+    finally:
+        _stop_up(first, tmp_path / "up1.log", data, port, rpc_port)
+    cid = pushed.splitlines()[1].split()[1]
+
+    second = _start_up(tmp_path / "up2.log", data, port, rpc_port, "--chain", "anvil")
+    try:
+        assert "contracts reused (kept chain)" in (tmp_path / "up2.log").read_text()
+        shown = json.loads(_cli(env, "model", "show", "kept@v1"))
+        assert shown["version"]["tag"] == "v1" and shown["version"]["cid"] == cid
+    finally:
+        _stop_up(second, tmp_path / "up2.log", data, port, rpc_port)
 
 
 def test_up_refuses_a_taken_port_with_one_line(tmp_path: Path) -> None:
