@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, TypeVar
@@ -68,6 +68,9 @@ class DynamicBatcher(Generic[T, R]):
         max_wait_ms: how long the first request of a batch waits for company.
         max_queue: pending requests beyond which :meth:`submit` raises
             :class:`BatcherOverloadedError`.
+        executor: run ``fn`` on this single-thread executor (shared, not shut down by
+            :meth:`stop`) instead of a thread of the batcher's own — e.g. the one thread that
+            runs every torch call of a serving process.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class DynamicBatcher(Generic[T, R]):
         max_batch_size: int = 32,
         max_wait_ms: float = 5.0,
         max_queue: int = 1024,
+        executor: Executor | None = None,
     ) -> None:
         if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError("max_batch_size and max_queue must be >= 1, max_wait_ms >= 0")
@@ -85,7 +89,8 @@ class DynamicBatcher(Generic[T, R]):
         self._max_wait = max_wait_ms / 1000.0
         self._max_queue = max_queue
         self._queue: asyncio.Queue[_Request[T, R] | object] = asyncio.Queue()
-        self._executor: ThreadPoolExecutor | None = None
+        self._shared = executor
+        self._executor: Executor | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = True
         self.stats = BatcherStats()
@@ -96,7 +101,9 @@ class DynamicBatcher(Generic[T, R]):
         """Start the collector loop and the worker thread."""
         if self._task is not None:
             raise RuntimeError("batcher already started")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batcher")
+        self._executor = self._shared or ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="batcher"
+        )
         self._closed = False
         self._task = asyncio.create_task(self._collect(), name="dynamic-batcher")
 
@@ -115,9 +122,9 @@ class DynamicBatcher(Generic[T, R]):
             await self._task
         finally:
             self._task = None
-            if self._executor is not None:
+            if self._executor is not None and self._executor is not self._shared:
                 self._executor.shutdown(wait=True)
-                self._executor = None
+            self._executor = None
 
     async def __aenter__(self) -> DynamicBatcher[T, R]:
         await self.start()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -136,6 +136,18 @@ class TextGenerator:
 
     def run(self, prompt: Prompt, emit: Callable[[Event], None], cancel: threading.Event) -> None:
         """Decode ``prompt`` (blocking; call from a worker thread), emitting events."""
+        for events in self.steps(prompt, cancel):
+            for event in events:
+                emit(event)
+
+    def steps(self, prompt: Prompt, cancel: threading.Event) -> Iterator[list[Event]]:
+        """Decode ``prompt`` one forward pass per ``next()``, yielding that step's events.
+
+        The serving runtime calls ``next()`` on its single torch thread, so decode steps of
+        several streams and embedding batches interleave there. No context spans a ``yield``:
+        each step enters ``inference_mode`` itself. The last list ends with
+        :class:`GenerationDone`.
+        """
         import torch
 
         p = prompt.params
@@ -150,29 +162,31 @@ class TextGenerator:
         count = 0
         reason: FinishReason = "length"
         cancelled = False
-        with torch.inference_mode():
-            while count < p.max_tokens:
-                if cancel.is_set():
-                    cancelled = True
-                    break
+        while count < p.max_tokens:
+            if cancel.is_set():
+                cancelled = True
+                break
+            with torch.inference_mode():
                 out = self.model(
                     input_ids=ids, past_key_values=past, use_cache=True, **self._keep_last
                 )
-                past = out.past_key_values
                 token = pick_token(out.logits[0, -1], p.temperature, p.top_p, generator)
-                count += 1  # the end-of-sequence token counts, as in the INFER executor
-                if token in self.stop_ids:
-                    reason = "stop"
-                    break
-                piece = stops.feed(detok.push(token))
-                if piece:
-                    emit(TextDelta(piece))
-                if stops.stopped:
-                    reason = "stop"
-                    break
-                ids = torch.tensor([[token]])
+            past = out.past_key_values
+            count += 1  # the end-of-sequence token counts, as in the INFER executor
+            if token in self.stop_ids:
+                reason = "stop"
+                break
+            piece = stops.feed(detok.push(token))
+            if stops.stopped:
+                reason = "stop"
+                yield [TextDelta(piece)] if piece else []
+                break
+            yield [TextDelta(piece)] if piece else []
+            ids = torch.tensor([[token]])
+        final: list[Event] = []
         if not cancelled:
             tail = stops.feed(detok.flush()) + stops.flush()
             if tail:
-                emit(TextDelta(tail))
-        emit(GenerationDone(reason, len(prompt.input_ids), count, cancelled))
+                final.append(TextDelta(tail))
+        final.append(GenerationDone(reason, len(prompt.input_ids), count, cancelled))
+        yield final

@@ -3,18 +3,23 @@
 - Models are fetched through the :class:`~registry.model.package.ModelCache` (verified against
   the chain) and loaded once per CID; at most ``max_loaded`` stay in memory, the least recently
   used idle one is dropped first.
+- Every forward pass runs on **one torch thread** per runtime. torch's CPU kernels use OpenMP,
+  which gives each calling thread a team of its own; with two teams on two cores libgomp stops
+  spin-waiting and a decode step waits on wake-ups (measured: 26 → 21 tokens/s once an encoder
+  had run on a second thread). One thread keeps one team.
 - Encoders (embeddings, classification) get a :class:`~node.executors.batching.DynamicBatcher`:
   concurrent requests are gathered into one forward pass (up to ``batch_size`` texts or
-  ``batch_wait_ms``), run in the batcher's thread.
-- Generation runs in a pool of ``generation_slots`` threads. A slot is taken before the thread
-  starts and released by the thread itself when it ends, so a cancelled stream frees its slot
-  exactly when the compute stops. Requests beyond ``max_waiting`` get ``overloaded`` (503).
+  ``batch_wait_ms``), run on the torch thread.
+- Generation is scheduled per decode step on the torch thread (:meth:`TextGenerator.steps`), so
+  streams and embedding batches interleave instead of one blocking the other. At most
+  ``generation_slots`` streams decode at once; a slot is released when the stream's last step
+  ran, so a cancelled stream frees its slot exactly when its compute stops. Requests beyond
+  ``max_waiting`` get ``overloaded`` (503).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import threading
@@ -152,9 +157,8 @@ class InferenceRuntime:
         self._models: OrderedDict[str, Loaded] = OrderedDict()
         self._loading: dict[str, asyncio.Future[Loaded]] = {}
         self._slots = asyncio.Semaphore(self.config.generation_slots)
-        self._pool = ThreadPoolExecutor(
-            max_workers=self.config.generation_slots, thread_name_prefix="generate"
-        )
+        self._torch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch")
+        self._streams: set[asyncio.Task[None]] = set()
         self._waiting = 0
         self.active_generations = 0
 
@@ -211,6 +215,7 @@ class InferenceRuntime:
                 max_batch_size=self.config.batch_size,
                 max_wait_ms=self.config.batch_wait_ms,
                 max_queue=self.config.max_queue,
+                executor=self._torch,
             )
             await batcher.start()
             loaded = Loaded(version.cid, task, impl, batcher)
@@ -236,7 +241,9 @@ class InferenceRuntime:
         for loaded in models:
             if loaded.batcher is not None:
                 await loaded.batcher.stop(drain=False)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for task in list(self._streams):
+            task.cancel()
+        self._torch.shutdown(wait=False, cancel_futures=True)
         self.metrics.loaded_models.set(0)
 
     # --- encoders ------------------------------------------------------------------------------
@@ -318,37 +325,38 @@ class InferenceRuntime:
             await self._slots.acquire()
         finally:
             self._waiting -= 1
-        # From here to submit() nothing awaits: the slot is handed to the thread, which frees it.
+        # From here to create_task() nothing awaits: the slot is handed to the task, which frees it.
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
         cancel = threading.Event()
         generator: TextGenerator = loaded.impl
+        steps = generator.steps(prompt, cancel)
         metrics = self.metrics
 
-        def emit(event: Event | BaseException) -> None:
-            if isinstance(event, GenerationDone):
-                metrics.tokens.inc(event.completion_tokens)
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
-                loop.call_soon_threadsafe(queue.put_nowait, event)
+        def step() -> list[Event] | None:
+            return next(steps, None)
 
-        def work() -> None:
+        async def drive() -> None:
             try:
-                generator.run(prompt, emit, cancel)
+                while (events := await loop.run_in_executor(self._torch, step)) is not None:
+                    for event in events:
+                        if isinstance(event, GenerationDone):
+                            metrics.tokens.inc(event.completion_tokens)
+                        queue.put_nowait(event)
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-                emit(exc)
+                queue.put_nowait(exc)
+                if not isinstance(exc, Exception):
+                    raise
             finally:
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(self._release, loaded)
+                self._release(loaded)
 
         loaded.active += 1
         self.active_generations += 1
         metrics.active_generations.inc()
         metrics.inferences.labels(task=GENERATE).inc()
-        try:
-            self._pool.submit(work)
-        except BaseException:
-            self._release(loaded)
-            raise
+        task = loop.create_task(drive(), name="generation")
+        self._streams.add(task)
+        task.add_done_callback(self._streams.discard)
         return GenerationStream(queue, cancel)
 
     def _release(self, loaded: Loaded) -> None:

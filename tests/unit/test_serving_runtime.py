@@ -114,6 +114,50 @@ def test_cancelled_generation_frees_its_slot() -> None:
     asyncio.run(scenario())
 
 
+def test_every_forward_runs_on_one_torch_thread_and_streams_interleave() -> None:
+    """Two decoding streams and embedding batches share the runtime's single torch thread (one
+    OpenMP team), taking turns per decode step instead of one blocking the others."""
+    import threading
+
+    async def scenario() -> None:
+        cache = FakeCache()
+        gpt, mini = _version("gpt2"), _version("minilm")
+        cache.dirs[gpt.cid] = demo.cached_model("tiny-gpt2")
+        cache.dirs[mini.cid] = demo.cached_model("minilm")
+        runtime = InferenceRuntime(cache, RuntimeConfig(generation_slots=2))  # type: ignore[arg-type]
+        calls: list[tuple[str, int]] = []
+        loaded, prompt = await runtime.prompt(gpt, GenerationParams(max_tokens=64), text="hi")
+        model = loaded.impl.model
+        forward = model.forward
+
+        def traced(*args: object, **kwargs: object) -> object:
+            calls.append(("decode", threading.get_ident()))
+            return forward(*args, **kwargs)
+
+        model.forward = traced
+        await runtime.load(mini)
+        encoder = runtime._models[mini.cid].impl.model  # noqa: SLF001 - the loaded encoder
+        encode = encoder.forward
+
+        def traced_encode(*args: object, **kwargs: object) -> object:
+            calls.append(("embed", threading.get_ident()))
+            return encode(*args, **kwargs)
+
+        encoder.forward = traced_encode
+        streams = [await runtime.generate(loaded, prompt) for _ in range(2)]
+        embeds = [runtime.embed(mini, [f"text {i}"]) for i in range(4)]
+        results = await asyncio.gather(*(s.collect() for s in streams), *embeds)
+        assert all(done.completion_tokens >= 1 and not done.cancelled for _, done in results[:2])
+        assert {ident for _, ident in calls} != {threading.get_ident()}
+        assert len({ident for _, ident in calls}) == 1  # one thread ran every forward
+        kinds = [kind for kind, _ in calls]
+        first_embed = kinds.index("embed")
+        assert "decode" in kinds[first_embed:]  # embeddings did not wait for both streams to end
+        await runtime.stop()
+
+    asyncio.run(scenario())
+
+
 def test_least_recently_used_idle_model_is_unloaded() -> None:
     async def scenario() -> None:
         cache = FakeCache()
