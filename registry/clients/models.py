@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from eth_utils import keccak
@@ -50,9 +51,9 @@ class VersionRecord:
     license: str
     revoked: bool
 
-    @property
+    @cached_property
     def cid(self) -> str:
-        """The version's root CID (base32)."""
+        """The version's root CID (base32; computed once: serving looks it up per request)."""
         return self.content.to_cid()
 
 
