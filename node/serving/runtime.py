@@ -236,7 +236,7 @@ class InferenceRuntime:
             log.info("unloaded %s", victim.cid)
 
     async def stop(self) -> None:
-        """Unload everything and stop the batchers and generation threads."""
+        """Unload everything; stop the batchers, the decoding streams and the torch thread."""
         models, self._models = list(self._models.values()), OrderedDict()
         for loaded in models:
             if loaded.batcher is not None:
