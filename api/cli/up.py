@@ -4,6 +4,7 @@ gateway) and stop every part on Ctrl-C."""
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -96,6 +97,8 @@ def _print_welcome(net: Devnet, gateway: str, refs: list[str], took: float) -> N
     for i, key in enumerate(dev_keys()[:3]):
         console.print(f"  ({i}) {Account.from_key(key).address}  {key}")
     console.print("\n[bold]try it[/] (in another shell):\n")
+    if sys.prefix != sys.base_prefix:  # the openai client and this CLI live in the venv
+        console.print(f"  source {Path(sys.prefix) / 'bin' / 'activate'}\n")
     console.print(f"""  curl -s {gateway}/v1/embeddings -H 'Content-Type: application/json' \\
        -d '{{"model": "minilm", "input": ["hello world"]}}' | head -c 300
 
