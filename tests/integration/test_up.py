@@ -84,9 +84,9 @@ def _stop_up(up: subprocess.Popen[bytes], log_path: Path, data: Path, *ports: in
             socket.create_connection(("127.0.0.1", p), timeout=2).close()
 
 
-def _cli(env: dict[str, str], *args: str) -> str:
+def _cli(env: dict[str, str], *args: str, timeout: float = 900) -> str:
     proc = subprocess.run(
-        [str(ANCHORML), *args], env=env, capture_output=True, text=True, timeout=900
+        [str(ANCHORML), *args], env=env, capture_output=True, text=True, timeout=timeout
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
@@ -138,42 +138,19 @@ def test_up_serves_real_clients_and_stops_cleanly(tmp_path: Path) -> None:
         model = Path(
             shutil.copytree(demo.cached_model("tiny-gpt2", data / "demo-models"), tmp_path / "m")
         )
-        pushed = subprocess.run(
-            [str(ANCHORML), "model", "push", str(model), "--name", "mine", "--version", "v1"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
+        pushed = _cli(
+            env, "model", "push", str(model), "--name", "mine", "--version", "v1", timeout=300
         )
-        assert pushed.returncode == 0, pushed.stderr
-        assert pushed.stdout.splitlines()[0] == "mine@v1"
+        assert pushed.splitlines()[0] == "mine@v1"
         (tmp_path / "in.json").write_text(json.dumps({"prompt": "abc"}))
-        job = subprocess.run(
-            [
-                str(ANCHORML),
-                "job",
-                "submit",
-                "--kind",
-                "infer",
-                "--model",
-                "mine@v1",
-                "--input",
-                str(tmp_path / "in.json"),
-                "--params",
-                '{"task": "generate", "max_new_tokens": 4}',
-                "--reward",
-                "1000000000000000",
-                "--wait",
-                "--out",
-                str(tmp_path / "result.json"),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
+        job = _cli(
+            env, "job", "submit", "--kind", "infer", "--model", "mine@v1",
+            "--input", str(tmp_path / "in.json"),
+            "--params", '{"task": "generate", "max_new_tokens": 4}',
+            "--reward", "1000000000000000", "--wait", "--out", str(tmp_path / "result.json"),
             timeout=600,
-        )
-        assert job.returncode == 0, job.stderr
-        assert "status finalized" in job.stdout
+        )  # fmt: skip
+        assert "status finalized" in job
         assert "text" in json.loads((tmp_path / "result.json").read_text())
 
         # the whole story, as the welcome text suggests: every step prints its tx or CID
