@@ -157,7 +157,7 @@ def main(config: NodeConfig) -> NoReturn:
     """
     code = 0
     node: Node | None = None
-    loop = asyncio.new_event_loop()
+    loop = _event_loop()
     try:
         node = Node.create(config)
         node.runtime = _serving(node)  # direct inference for the served versions
@@ -174,6 +174,15 @@ def main(config: NodeConfig) -> NoReturn:
         sys.stdout.flush()
         sys.stderr.flush()
     os._exit(code)
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where installed (as uvicorn picks for the gateway), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:  # e.g. Windows: uvloop does not support it
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def _serving(node: Node) -> Any:
