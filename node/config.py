@@ -60,8 +60,8 @@ class NodeConfig(BaseSettings):
     max_tx_retries: int = Field(default=3, ge=0, le=10)
     tx_timeout_s: float = Field(default=30.0, gt=0)
     job_timeout_s: float = Field(default=1800.0, gt=0)
-    batch_size: int = Field(default=32, ge=1, le=512)
-    batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    batch_size: int = Field(default=16, ge=1, le=512)
+    batch_wait_ms: float = Field(default=10.0, ge=0, le=1000)
     cache_max_bytes: int = Field(default=8 << 30, gt=0)
     rpc_outage_s: float = Field(default=30.0, gt=0)
 

@@ -52,7 +52,7 @@ class GatewayConfig(BaseSettings):
     rate_limit_burst: int = Field(default=40, ge=1)
     inprocess: bool = True
     batch_size: int = Field(default=16, ge=1, le=512)
-    batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    batch_wait_ms: float = Field(default=10.0, ge=0, le=1000)
     max_loaded_models: int = Field(default=2, ge=1, le=64)
     generation_slots: int = Field(default=1, ge=1, le=64)
     max_tokens_cap: int = Field(default=1024, ge=1, le=32_768)

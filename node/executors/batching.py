@@ -10,7 +10,9 @@ Collector loop, per batch:
 2. gather more until ``max_batch_size`` requests or ``max_wait_ms`` after the first one;
 3. drop requests whose caller has gone (cancelled futures);
 4. run the batch function in the worker thread; hand each caller its result (or the batch's
-   exception). Requests arriving meanwhile queue up and form the next batch.
+   exception). Requests arriving meanwhile queue up and form the next batch, which starts as
+   soon as one of ``concurrency`` batch slots is free (one by default: batches run one after
+   another). Until a slot frees, requests stay in the queue (and count against its bound).
 
 The queue is bounded (:class:`BatcherOverloadedError` when full — answer 503 and let clients back
 off); :meth:`DynamicBatcher.stop` finishes (``drain=True``) or fails the queued requests, then
@@ -21,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, TypeVar
@@ -68,9 +70,11 @@ class DynamicBatcher(Generic[T, R]):
         max_wait_ms: how long the first request of a batch waits for company.
         max_queue: pending requests beyond which :meth:`submit` raises
             :class:`BatcherOverloadedError`.
-        executor: run ``fn`` on this single-thread executor (shared, not shut down by
-            :meth:`stop`) instead of a thread of the batcher's own — e.g. the one thread that
-            runs every torch call of a serving process.
+        run_in: ``run_in(call)`` runs the zero-argument batch call somewhere else and returns
+            its result (e.g. on a lane of :class:`~node.serving.lanes.TorchLanes`), instead of
+            the batcher's own thread.
+        concurrency: batches in flight at once (``run_in`` must be able to run them side by
+            side).
     """
 
     def __init__(
@@ -80,17 +84,22 @@ class DynamicBatcher(Generic[T, R]):
         max_batch_size: int = 32,
         max_wait_ms: float = 5.0,
         max_queue: int = 1024,
-        executor: Executor | None = None,
+        run_in: Callable[[Callable[[], Sequence[R]]], Awaitable[Sequence[R]]] | None = None,
+        concurrency: int = 1,
     ) -> None:
-        if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch_size and max_queue must be >= 1, max_wait_ms >= 0")
+        if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0 or concurrency < 1:
+            raise ValueError(
+                "max_batch_size, max_queue and concurrency must be >= 1, max_wait_ms >= 0"
+            )
         self._fn = fn
         self._max_batch = max_batch_size
         self._max_wait = max_wait_ms / 1000.0
         self._max_queue = max_queue
         self._queue: asyncio.Queue[_Request[T, R] | object] = asyncio.Queue()
-        self._shared = executor
-        self._executor: Executor | None = None
+        self._run_in = run_in
+        self._executor: ThreadPoolExecutor | None = None
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._closed = True
         self.stats = BatcherStats()
@@ -101,9 +110,8 @@ class DynamicBatcher(Generic[T, R]):
         """Start the collector loop and the worker thread."""
         if self._task is not None:
             raise RuntimeError("batcher already started")
-        self._executor = self._shared or ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="batcher"
-        )
+        if self._run_in is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batcher")
         self._closed = False
         self._task = asyncio.create_task(self._collect(), name="dynamic-batcher")
 
@@ -122,7 +130,7 @@ class DynamicBatcher(Generic[T, R]):
             await self._task
         finally:
             self._task = None
-            if self._executor is not None and self._executor is not self._shared:
+            if self._executor is not None:
                 self._executor.shutdown(wait=True)
             self._executor = None
 
@@ -169,8 +177,14 @@ class DynamicBatcher(Generic[T, R]):
         batch: list[_Request[T, R]] = []
         try:
             while not stopping:
-                first = await self._queue.get()
+                await self._slots.acquire()  # requests stay queued while every slot is busy
+                try:
+                    first = await self._queue.get()
+                except BaseException:
+                    self._slots.release()
+                    raise
                 if first is _STOP:
+                    self._slots.release()
                     break
                 assert isinstance(first, _Request)
                 batch = [first]
@@ -191,8 +205,12 @@ class DynamicBatcher(Generic[T, R]):
                         break
                     assert isinstance(nxt, _Request)
                     batch.append(nxt)
-                await self._run(loop, batch)
+                task = loop.create_task(self._run(batch), name="dynamic-batch")
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
                 batch = []
+            if self._running:
+                await asyncio.gather(*self._running)
         finally:
             # Anything left (loop crashed or was cancelled) must not hang its caller.
             leftovers = batch + [r for r in self._drain_queue() if isinstance(r, _Request)]
@@ -207,13 +225,24 @@ class DynamicBatcher(Generic[T, R]):
                 items.append(self._queue.get_nowait())
         return items
 
-    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Request[T, R]]) -> None:
+    async def _run(self, batch: list[_Request[T, R]]) -> None:
+        try:
+            await self._run_batch(batch)
+        finally:
+            self._slots.release()
+
+    async def _run_batch(self, batch: list[_Request[T, R]]) -> None:
         live = [r for r in batch if not r.future.done()]
         self.stats.cancelled += len(batch) - len(live)
         if not live:
             return
+        items = [r.item for r in live]
         try:
-            results = await loop.run_in_executor(self._executor, self._fn, [r.item for r in live])
+            if self._run_in is not None:
+                results = await self._run_in(lambda: self._fn(items))
+            else:
+                loop = asyncio.get_running_loop()
+                results = await loop.run_in_executor(self._executor, self._fn, items)
             if len(results) != len(live):
                 raise RuntimeError(
                     f"batch function returned {len(results)} results for {len(live)}"

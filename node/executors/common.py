@@ -124,8 +124,10 @@ def finish(
 def deterministic(seed: int) -> Iterator[None]:
     """Seed torch and switch on deterministic algorithms for the block, then restore.
 
-    ``$ANCHORML_TORCH_THREADS`` (if set) fixes torch's intra-op thread count too: CPU results are
-    byte-identical for the same torch build, CPU instruction set and thread count.
+    The block runs with ``$ANCHORML_TORCH_THREADS`` intra-op threads, else one per core: CPU
+    results are byte-identical for the same torch build, CPU instruction set and thread count.
+    (Set explicitly: a thread's first torch call inherits the count last set anywhere in the
+    process, and the serving runtime sets one thread per encoder batch.)
     """
     import torch
 
@@ -136,8 +138,7 @@ def deterministic(seed: int) -> Iterator[None]:
     )
     threads = os.environ.get(THREADS_ENV)
     try:
-        if threads:
-            torch.set_num_threads(max(1, int(threads)))
+        torch.set_num_threads(max(1, int(threads)) if threads else len(os.sched_getaffinity(0)))
         # warn_only: an op without a deterministic kernel warns instead of failing the job;
         # on CPU every op the executors use is deterministic.
         torch.use_deterministic_algorithms(True, warn_only=True)

@@ -3,11 +3,17 @@
 Both wrap a tokenizer and a model opened through :mod:`registry.model.safety`, pad each call's
 texts to the longest one, and run under ``torch.inference_mode``. They are what the INFER
 executor and the gateway's :class:`~node.executors.batching.DynamicBatcher` call.
+
+They are safe to call from several threads at once (the serving runtime runs one batch per
+core): a fast tokenizer is not — its Rust side refuses a second concurrent borrow — so
+tokenizing takes a per-model lock (a fraction of a millisecond per batch); forward passes run
+in parallel.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -80,18 +86,26 @@ class _TextModel:
         self.model = model
         self.tokenizer = load_tokenizer(self.model_dir)
         self.max_length = max_length or _max_length(self.model_dir, model, self.tokenizer)
+        self._tokenizer_lock = threading.Lock()
 
     def _tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         if not texts:
             raise InvalidJobInputError("no texts to encode")
-        batch = self.tokenizer(
-            list(texts),
-            padding="longest",
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
+        with self._tokenizer_lock:
+            batch = self.tokenizer(
+                list(texts),
+                padding="longest",
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
         return dict(batch)
+
+
+def _token_counts(batch: dict[str, torch.Tensor]) -> list[int]:
+    """Tokens per text of a padded batch (after truncation, special tokens included)."""
+    counts: list[int] = batch["attention_mask"].sum(dim=1).tolist()
+    return counts
 
 
 class EmbeddingModel(_TextModel):
@@ -119,6 +133,10 @@ class EmbeddingModel(_TextModel):
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         """Embed ``texts`` in one forward pass; returns float32 ``[len(texts), dim]``."""
+        return self.encode_counted(texts)[0]
+
+    def encode_counted(self, texts: Sequence[str]) -> tuple[torch.Tensor, list[int]]:
+        """:meth:`encode` and the number of tokens of each text."""
         import torch
 
         batch = self._tokenize(texts)
@@ -133,7 +151,7 @@ class EmbeddingModel(_TextModel):
                 pooled = mean_pool(hidden, mask)
             if self.normalize:
                 pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
-            return pooled.float()
+            return pooled.float(), _token_counts(batch)
 
     def encode_lists(self, texts: Sequence[str]) -> list[list[float]]:
         """:meth:`encode` as plain lists (the shape :class:`DynamicBatcher` hands back)."""
@@ -151,18 +169,26 @@ class TextClassifier(_TextModel):
 
     def probabilities(self, texts: Sequence[str]) -> torch.Tensor:
         """Softmax over labels, float32 ``[len(texts), len(labels)]``."""
+        return self._probabilities(texts)[0]
+
+    def _probabilities(self, texts: Sequence[str]) -> tuple[torch.Tensor, list[int]]:
         import torch
 
         batch = self._tokenize(texts)
         with torch.inference_mode():
             logits = self.model(**batch).logits
             probs: torch.Tensor = torch.softmax(logits.float(), dim=-1)
-            return probs
+            return probs, _token_counts(batch)
 
     def classify(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """``[{"label", "score", "scores": {label: p}}]`` per text."""
+        return [row for row, _ in self.classify_counted(texts)]
+
+    def classify_counted(self, texts: Sequence[str]) -> list[tuple[dict[str, Any], int]]:
+        """:meth:`classify` with the number of tokens of each text."""
+        probabilities, counts = self._probabilities(texts)
         rows: list[dict[str, Any]] = []
-        for probs in self.probabilities(texts).tolist():
+        for probs in probabilities.tolist():
             best = max(range(len(probs)), key=lambda i: (probs[i], -i))
             rows.append(
                 {
@@ -171,4 +197,4 @@ class TextClassifier(_TextModel):
                     "scores": dict(zip(self.labels, probs, strict=True)),
                 }
             )
-        return rows
+        return list(zip(rows, counts, strict=True))

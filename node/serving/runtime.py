@@ -3,15 +3,14 @@
 - Models are fetched through the :class:`~registry.model.package.ModelCache` (verified against
   the chain) and loaded once per CID; at most ``max_loaded`` stay in memory, the least recently
   used idle one is dropped first.
-- Every forward pass runs on **one torch thread** per runtime. torch's CPU kernels use OpenMP,
-  which gives each calling thread a team of its own; with two teams on two cores libgomp stops
-  spin-waiting and a decode step waits on wake-ups (measured: 26 → 21 tokens/s once an encoder
-  had run on a second thread). One thread keeps one team.
+- Every forward pass runs on the runtime's :class:`~node.serving.lanes.TorchLanes`, one lane
+  per core: an encoder batch takes one lane with one intra-op thread, a decode step takes every
+  core on lane 0 (why, with the measurements: :mod:`node.serving.lanes`).
 - Encoders (embeddings, classification) get a :class:`~node.executors.batching.DynamicBatcher`:
   concurrent requests are gathered into one forward pass (up to ``batch_size`` texts or
-  ``batch_wait_ms``), run on the torch thread.
-- Generation is scheduled per decode step on the torch thread (:meth:`TextGenerator.steps`), so
-  streams and embedding batches interleave instead of one blocking the other. At most
+  ``batch_wait_ms``), one batch per lane at once.
+- Generation is scheduled per decode step (:meth:`TextGenerator.steps`), so streams and
+  embedding batches interleave instead of one blocking the other. At most
   ``generation_slots`` streams decode at once; a slot is released when the stream's last step
   ran, so a cancelled stream frees its slot exactly when its compute stops. Requests beyond
   ``max_waiting`` get ``overloaded`` (503).
@@ -25,7 +24,6 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +39,7 @@ from node.serving.generation import (
     TextDelta,
     TextGenerator,
 )
+from node.serving.lanes import TorchLanes
 from node.serving.metrics import ServingMetrics
 from registry.model.manifest import MANIFEST_NAME, infer_task
 
@@ -61,8 +60,8 @@ class RuntimeConfig:
     """Limits and batching of the runtime."""
 
     max_loaded: int = 2
-    batch_size: int = 32
-    batch_wait_ms: float = 5.0
+    batch_size: int = 16
+    batch_wait_ms: float = 10.0
     max_queue: int = 4096
     generation_slots: int = 1
     max_waiting: int = 64
@@ -157,7 +156,7 @@ class InferenceRuntime:
         self._models: OrderedDict[str, Loaded] = OrderedDict()
         self._loading: dict[str, asyncio.Future[Loaded]] = {}
         self._slots = asyncio.Semaphore(self.config.generation_slots)
-        self._torch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch")
+        self.lanes = TorchLanes()
         self._streams: set[asyncio.Task[None]] = set()
         self._waiting = 0
         self.active_generations = 0
@@ -215,7 +214,8 @@ class InferenceRuntime:
                 max_batch_size=self.config.batch_size,
                 max_wait_ms=self.config.batch_wait_ms,
                 max_queue=self.config.max_queue,
-                executor=self._torch,
+                run_in=self.lanes.run,
+                concurrency=self.lanes.count,
             )
             await batcher.start()
             loaded = Loaded(version.cid, task, impl, batcher)
@@ -236,14 +236,14 @@ class InferenceRuntime:
             log.info("unloaded %s", victim.cid)
 
     async def stop(self) -> None:
-        """Unload everything; stop the batchers, the decoding streams and the torch thread."""
+        """Unload everything; stop the batchers, the decoding streams and the torch lanes."""
         models, self._models = list(self._models.values()), OrderedDict()
         for loaded in models:
             if loaded.batcher is not None:
                 await loaded.batcher.stop(drain=False)
         for task in list(self._streams):
             task.cancel()
-        self._torch.shutdown(wait=False, cancel_futures=True)
+        self.lanes.shutdown()
         self.metrics.loaded_models.set(0)
 
     # --- encoders ------------------------------------------------------------------------------
@@ -251,17 +251,15 @@ class InferenceRuntime:
     def _embed_batch(self, model: EmbeddingModel) -> Any:
         def run(texts: list[str]) -> list[tuple[np.ndarray, int]]:
             self.metrics.batch_size.observe(len(texts))
-            counts = _token_counts(model, texts)
-            vectors = model.encode(texts).numpy()
-            return list(zip(vectors, counts, strict=True))
+            vectors, counts = model.encode_counted(texts)
+            return list(zip(vectors.numpy(), counts, strict=True))
 
         return run
 
     def _classify_batch(self, model: TextClassifier) -> Any:
         def run(texts: list[str]) -> list[tuple[dict[str, Any], int]]:
             self.metrics.batch_size.observe(len(texts))
-            counts = _token_counts(model, texts)
-            return list(zip(model.classify(texts), counts, strict=True))
+            return model.classify_counted(texts)
 
         return run
 
@@ -338,7 +336,7 @@ class InferenceRuntime:
 
         async def drive() -> None:
             try:
-                while (events := await loop.run_in_executor(self._torch, step)) is not None:
+                while (events := await self.lanes.run(step, wide=True)) is not None:
                     for event in events:
                         if isinstance(event, GenerationDone):
                             metrics.tokens.inc(event.completion_tokens)
@@ -365,8 +363,3 @@ class InferenceRuntime:
         self.active_generations -= 1
         self.metrics.active_generations.dec()
         self._slots.release()
-
-
-def _token_counts(model: EmbeddingModel | TextClassifier, texts: list[str]) -> list[int]:
-    ids = model.tokenizer(list(texts), truncation=True, max_length=model.max_length)["input_ids"]
-    return [len(x) for x in ids]

@@ -6,7 +6,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -54,6 +54,34 @@ def test_lone_request_waits_at_most_max_wait() -> None:
             return time.monotonic() - start
 
     assert asyncio.run(main()) < 2.0
+
+
+def test_concurrency_runs_batches_side_by_side_through_run_in() -> None:
+    """With ``concurrency=2`` a second batch starts while the first still runs (here: the two
+    batch calls meet at a barrier, which only passes if both run at once), on ``run_in``."""
+    both = threading.Barrier(2, timeout=10)
+    seen: list[list[int]] = []
+
+    def fn(items: list[int]) -> list[int]:
+        seen.append(list(items))
+        both.wait()
+        return [-i for i in items]
+
+    async def main() -> list[int]:
+        used: list[str] = []
+
+        async def run_in(call: Callable[[], list[int]]) -> list[int]:
+            used.append("run_in")
+            return await asyncio.to_thread(call)
+
+        batcher = DynamicBatcher(fn, max_batch_size=2, max_wait_ms=20, run_in=run_in, concurrency=2)
+        async with batcher:
+            results = await asyncio.gather(*(batcher.submit(i) for i in range(4)))
+        assert used == ["run_in", "run_in"]
+        return list(results)
+
+    assert asyncio.run(main()) == [0, -1, -2, -3]
+    assert sorted(len(b) for b in seen) == [2, 2]
 
 
 def test_full_queue_is_refused() -> None:
@@ -145,54 +173,26 @@ def test_submit_before_start_is_refused() -> None:
     asyncio.run(main())
 
 
-# --- MiniLM throughput --------------------------------------------------------------------------
+# --- MiniLM through the batcher ------------------------------------------------------------------
 
 
-@pytest.fixture()
-def one_thread() -> Iterator[None]:
+def test_minilm_through_batcher_matches_one_direct_batch() -> None:
+    """Concurrent single texts come back as the vectors of one direct batched forward, and
+    were batched (throughput is measured in ``bench/``, not asserted here)."""
     import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 cores shared with other jobs: measure without oversubscription
-    yield
-    torch.set_num_threads(before)
-
-
-def test_minilm_throughput_through_batcher(one_thread: None) -> None:
     from node.executors.encoders import EmbeddingModel
     from registry.model import demo
 
     model = EmbeddingModel(demo.cached_model("minilm"))
     texts = [f"Request number {i} asks about topic {i % 7} in a short sentence." for i in range(32)]
-    rounds = 4
-    model.encode(texts)  # warm up
+    direct = model.encode(texts)
 
-    start = time.perf_counter()
-    for _ in range(rounds):
-        direct = model.encode(texts)
-    ceiling = 32 * rounds / (time.perf_counter() - start)
+    async def serve() -> tuple[list[list[float]], int]:
+        async with DynamicBatcher(model.encode_lists, max_batch_size=32, max_wait_ms=50) as b:
+            out = await asyncio.gather(*(b.submit(t) for t in texts))
+            return list(out), b.stats.largest_batch
 
-    start = time.perf_counter()
-    for text in texts * 2:
-        model.encode([text])
-    naive = 64 / (time.perf_counter() - start)
-
-    async def serve() -> tuple[float, list[list[float]]]:
-        async with DynamicBatcher(model.encode_lists, max_batch_size=32, max_wait_ms=5) as b:
-            await asyncio.gather(*(b.submit(t) for t in texts))  # warm the thread
-            begin = time.perf_counter()
-            for _ in range(rounds):
-                out = await asyncio.gather(*(b.submit(t) for t in texts))
-            return 32 * rounds / (time.perf_counter() - begin), out
-
-    batched, vectors = asyncio.run(serve())
-    print(
-        f"\nMiniLM embeddings/s, 32 concurrent: batcher {batched:.0f}, "
-        f"direct batch {ceiling:.0f} ({batched / ceiling:.2f}x), "
-        f"one per request {naive:.0f} ({batched / naive:.1f}x)"
-    )
-    import torch
-
+    vectors, largest = asyncio.run(serve())
     assert torch.allclose(torch.tensor(vectors), direct, atol=1e-5)
-    assert batched > 0.6 * ceiling
-    assert batched > 2.0 * naive
+    assert largest > 1

@@ -9,6 +9,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -114,10 +115,13 @@ def test_cancelled_generation_frees_its_slot() -> None:
     asyncio.run(scenario())
 
 
-def test_every_forward_runs_on_one_torch_thread_and_streams_interleave() -> None:
-    """Two decoding streams and embedding batches share the runtime's single torch thread (one
-    OpenMP team), taking turns per decode step instead of one blocking the others."""
+def test_decode_steps_take_every_core_and_encoder_batches_one_each_never_overlapping() -> None:
+    """Two decoding streams and embedding batches share the runtime's torch lanes: every decode
+    step runs on one thread with a team as wide as the lanes, every encoder forward with a team
+    of one, no encoder forward overlaps a decode step, and they take turns per decode step
+    instead of one blocking the others."""
     import threading
+    import time
 
     async def scenario() -> None:
         cache = FakeCache()
@@ -125,34 +129,38 @@ def test_every_forward_runs_on_one_torch_thread_and_streams_interleave() -> None
         cache.dirs[gpt.cid] = demo.cached_model("tiny-gpt2")
         cache.dirs[mini.cid] = demo.cached_model("minilm")
         runtime = InferenceRuntime(cache, RuntimeConfig(generation_slots=2))  # type: ignore[arg-type]
-        calls: list[tuple[str, int]] = []
+        calls: list[tuple[str, int, int, float, float]] = []
+
+        def traced(kind: str, forward: Any) -> Any:
+            def call(*args: object, **kwargs: object) -> object:
+                started = time.perf_counter()
+                try:
+                    return forward(*args, **kwargs)
+                finally:
+                    calls.append((kind, threading.get_ident(), torch.get_num_threads(),
+                                  started, time.perf_counter()))  # fmt: skip
+
+            return call
+
         loaded, prompt = await runtime.prompt(gpt, GenerationParams(max_tokens=64), text="hi")
-        model = loaded.impl.model
-        forward = model.forward
-
-        def traced(*args: object, **kwargs: object) -> object:
-            calls.append(("decode", threading.get_ident()))
-            return forward(*args, **kwargs)
-
-        model.forward = traced
+        loaded.impl.model.forward = traced("decode", loaded.impl.model.forward)
         await runtime.load(mini)
         encoder = runtime._models[mini.cid].impl.model  # noqa: SLF001 - the loaded encoder
-        encode = encoder.forward
-
-        def traced_encode(*args: object, **kwargs: object) -> object:
-            calls.append(("embed", threading.get_ident()))
-            return encode(*args, **kwargs)
-
-        encoder.forward = traced_encode
+        encoder.forward = traced("embed", encoder.forward)
         streams = [await runtime.generate(loaded, prompt) for _ in range(2)]
-        embeds = [runtime.embed(mini, [f"text {i}"]) for i in range(4)]
+        embeds = [runtime.embed(mini, [f"text {i}"]) for i in range(6)]
         results = await asyncio.gather(*(s.collect() for s in streams), *embeds)
         assert all(done.completion_tokens >= 1 and not done.cancelled for _, done in results[:2])
-        assert {ident for _, ident in calls} != {threading.get_ident()}
-        assert len({ident for _, ident in calls}) == 1  # one thread ran every forward
-        kinds = [kind for kind, _ in calls]
-        first_embed = kinds.index("embed")
-        assert "decode" in kinds[first_embed:]  # embeddings did not wait for both streams to end
+        decode = [c for c in calls if c[0] == "decode"]
+        embed = [c for c in calls if c[0] == "embed"]
+        assert threading.get_ident() not in {c[1] for c in calls}  # never on the event loop
+        assert len({c[1] for c in decode}) == 1
+        assert {c[2] for c in decode} == {runtime.lanes.count}
+        assert {c[2] for c in embed} == {1}
+        for _, _, _, start, end in decode:
+            assert all(e_end <= start or e_start >= end for _, _, _, e_start, e_end in embed)
+        kinds = [c[0] for c in sorted(calls, key=lambda c: c[3])]
+        assert "decode" in kinds[kinds.index("embed") :]  # embeddings did not wait for both streams
         await runtime.stop()
 
     asyncio.run(scenario())
