@@ -2,7 +2,7 @@
 
 1. Start a devnet (embedded chain over JSON-RPC, contracts, embedded store) with MiniLM and
    SmolLM2-135M pushed (``tests/gatewayfix.py``), then ``anchorml gateway`` as its own process
-   (in-process inference, dynamic batching B=16 / W=5 ms, no rate limit), and the naive
+   (in-process inference, dynamic batching B=16 / W=10 ms, no rate limit), and the naive
    one-forward-per-request FastAPI server of ``bench/embedload.py``.
 2. Embeddings: texts/s at ``--concurrency`` clients (one text per request) through the gateway
    and through the naive server, against the in-process batched forward (the ceiling); rounds
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--chat-repeat", type=int, default=5)
     parser.add_argument("--batch-size", default="16", help="the gateway's B")
-    parser.add_argument("--batch-wait-ms", default="5", help="the gateway's W")
+    parser.add_argument("--batch-wait-ms", default="10", help="the gateway's W")
     parser.add_argument("--skip-chat", action="store_true")
     parser.add_argument("--skip-embeddings", action="store_true")
     args = parser.parse_args(argv)
