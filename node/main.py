@@ -159,8 +159,11 @@ def main(config: NodeConfig) -> NoReturn:
     node: Node | None = None
     loop = _event_loop()
     try:
+        from node.serving.runtime import freeze_gc_after_loads
+
         node = Node.create(config)
         node.runtime = _serving(node)  # direct inference for the served versions
+        freeze_gc_after_loads()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, node.request_stop)
         loop.run_until_complete(node.run())

@@ -39,6 +39,7 @@ def serve(
 
     from api.gateway.app import create_app
     from api.gateway.config import load_config
+    from node.serving.runtime import freeze_gc_after_loads
 
     cfg = load_config(config, host=host, port=port, inprocess=inprocess)
     logging.basicConfig(
@@ -48,5 +49,6 @@ def serve(
         logging.getLogger(noisy).setLevel(logging.WARNING)
     sdk = connect(rpc, key_file, deployment)
     app = create_app(cfg, sdk)
+    freeze_gc_after_loads()
     err.print(f"gateway on http://{cfg.host}:{cfg.port}  (dashboard /, API docs /docs)")
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=log_level.lower(), access_log=False)

@@ -13,11 +13,11 @@ Decoding one token is the opposite case: a single small sequence gains from a te
 
 So :class:`TorchLanes` runs *narrow* calls (an encoder batch) on any free lane with one intra-op
 thread, and *wide* calls (a decode step) on lane 0 with every lane's core in its team, while the
-other lanes stay idle. Only lane 0 ever has a team larger than one: libgomp keeps one spare
-thread per core and keeps spin-waiting between ops (with more threads than cores it stops
-spinning, which cost decode 20 % when two threads each had a team of two). Calls are granted in
-arrival order — a wide call waits for the running narrow ones to finish and nothing queued behind
-it overtakes it — so neither kind starves the other.
+other lanes stay idle. Only lane 0 ever has a team larger than one, so the process never owns
+more OpenMP threads than cores and libgomp keeps spin-waiting between ops (with more threads than
+cores it stops spinning, which cost decode 20 % when two threads each had a team of two). Calls
+are granted in arrival order — a wide call waits for the running narrow ones to finish and
+nothing queued behind it overtakes it — so neither kind starves the other.
 """
 
 from __future__ import annotations

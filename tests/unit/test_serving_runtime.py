@@ -254,3 +254,35 @@ def test_async_cache_single_flight_refresh_ahead_and_invalidation() -> None:
         assert await cache.get("k", load) == 4
 
     asyncio.run(scenario())
+
+
+def test_serving_processes_freeze_what_a_model_load_leaves_alive() -> None:
+    """``freeze_gc_after_loads`` (called by the gateway and node entry points) moves start-up
+    objects and then each loaded model into gc's permanent generation, so full collections stop
+    walking them. Run in a child process: freezing inside pytest would pin test garbage."""
+    import subprocess
+    import sys
+
+    code = """
+import asyncio, gc, types
+from node.serving.runtime import InferenceRuntime, freeze_gc_after_loads
+from registry.model import demo
+
+class Cache:
+    def ensure(self, version):
+        return demo.cached_model("minilm")
+
+freeze_gc_after_loads()
+started = gc.get_freeze_count()
+assert started > 0
+runtime = InferenceRuntime(Cache())
+loaded = asyncio.run(runtime.load(types.SimpleNamespace(cid="bafyminilm")))
+assert gc.get_freeze_count() > started + 1000, (started, gc.get_freeze_count())
+print("ok", loaded.task)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok feature-extraction"
