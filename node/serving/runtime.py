@@ -67,8 +67,9 @@ def freeze_gc_after_loads() -> None:
     holds the GIL and every lane waits. Under load one came every few seconds (the gateway's p99
     latency and ~10 % of its throughput). What is alive after start-up or a load is nearly all
     permanent (modules, weights, tokenizers), so it moves to gc's permanent generation
-    (``gc.freeze``) and later full collections walk only what came since (~1 ms). Not for test
-    processes: an object frozen inside a reference cycle is never freed.
+    (``gc.freeze``) and later full collections walk only what came since (~1 ms). A load that
+    unloads another model first unfreezes and collects once, so the unloaded one can be freed.
+    Not for test processes: an object frozen inside a reference cycle is never freed.
     """
     global _freeze_gc  # noqa: PLW0603 - process-wide, like gc itself
     _freeze_gc = True
@@ -214,7 +215,12 @@ class InferenceRuntime:
         self._models[cid] = loaded
         future.set_result(loaded)
         self.metrics.model_loads.inc()
-        await self._evict()
+        evicted = await self._evict()
+        if _freeze_gc:
+            if evicted:  # an evicted model frozen inside a reference cycle would never be freed
+                gc.unfreeze()
+                gc.collect()
+            gc.freeze()
         self.metrics.loaded_models.set(len(self._models))
         return loaded
 
@@ -241,21 +247,23 @@ class InferenceRuntime:
             loaded = Loaded(version.cid, task, impl, batcher)
         else:
             raise UnsupportedTaskError(f"models of task {task!r} cannot be served", param="model")
-        if _freeze_gc:
-            gc.freeze()
         log.info("loaded %s (%s) in %.1f s", version.cid, task, time.monotonic() - started)
         return loaded
 
-    async def _evict(self) -> None:
+    async def _evict(self) -> int:
+        """Unload least recently used idle models beyond ``max_loaded``; how many went."""
+        evicted = 0
         while len(self._models) > self.config.max_loaded:
             idle = [m for m in self._models.values() if not m.busy]
             if not idle:
-                return  # everything is in use: stay over the limit until something frees
+                break  # everything is in use: stay over the limit until something frees
             victim = idle[0]
             del self._models[victim.cid]
             if victim.batcher is not None:
                 await victim.batcher.stop(drain=True)
             log.info("unloaded %s", victim.cid)
+            evicted += 1
+        return evicted
 
     async def stop(self) -> None:
         """Unload everything; stop the batchers, the decoding streams and the torch lanes."""

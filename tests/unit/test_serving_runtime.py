@@ -259,26 +259,37 @@ def test_async_cache_single_flight_refresh_ahead_and_invalidation() -> None:
 def test_serving_processes_freeze_what_a_model_load_leaves_alive() -> None:
     """``freeze_gc_after_loads`` (called by the gateway and node entry points) moves start-up
     objects and then each loaded model into gc's permanent generation, so full collections stop
-    walking them. Run in a child process: freezing inside pytest would pin test garbage."""
+    walking them; a model unloaded to make room is still freed, even inside a reference cycle.
+    Run in a child process: freezing inside pytest would pin test garbage."""
     import subprocess
     import sys
 
     code = """
-import asyncio, gc, types
-from node.serving.runtime import InferenceRuntime, freeze_gc_after_loads
+import asyncio, gc, types, weakref
+from node.serving.runtime import InferenceRuntime, RuntimeConfig, freeze_gc_after_loads
 from registry.model import demo
 
 class Cache:
     def ensure(self, version):
-        return demo.cached_model("minilm")
+        return demo.cached_model("minilm" if version.cid == "bafyminilm" else "tiny-gpt2")
+
+async def scenario():
+    runtime = InferenceRuntime(Cache(), RuntimeConfig(max_loaded=1))
+    loaded = await runtime.load(types.SimpleNamespace(cid="bafyminilm"))
+    assert gc.get_freeze_count() > started + 1000, (started, gc.get_freeze_count())
+    loaded.impl.cycle = loaded.impl  # only a full collection can free it now
+    gone = weakref.ref(loaded.impl)
+    task = loaded.task
+    del loaded
+    await runtime.load(types.SimpleNamespace(cid="bafygpt2"))  # unloads MiniLM
+    assert gone() is None, "the unloaded model was pinned by gc.freeze"
+    await runtime.stop()
+    return task
 
 freeze_gc_after_loads()
 started = gc.get_freeze_count()
 assert started > 0
-runtime = InferenceRuntime(Cache())
-loaded = asyncio.run(runtime.load(types.SimpleNamespace(cid="bafyminilm")))
-assert gc.get_freeze_count() > started + 1000, (started, gc.get_freeze_count())
-print("ok", loaded.task)
+print("ok", asyncio.run(scenario()))
 """
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
