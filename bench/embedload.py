@@ -83,10 +83,11 @@ def ceiling(model_dir: Path, batch: int, seconds: float, lanes: int = 1) -> floa
     import torch
 
     from node.executors.encoders import EmbeddingModel
+    from node.serving.lanes import default_lanes
 
     model = EmbeddingModel(model_dir)
     pool = texts(1024)
-    cores = len(os.sched_getaffinity(0))
+    cores = default_lanes()
     done = [0] * lanes
     began: list[float] = []  # set when every lane is warm: warm-up is not measured
     start = threading.Barrier(lanes, action=lambda: began.append(time.perf_counter()))
@@ -262,7 +263,9 @@ def compare(
     configuration back to back, so the ratios of one round share their conditions; the table
     reports the median of those per-round ratios.
     """
-    cores = len(os.sched_getaffinity(0))
+    from node.serving.lanes import default_lanes
+
+    cores = default_lanes()  # as many lanes as the serving runtime runs
     inprocess = {ONE_BATCH: 1} | ({PER_CORE: cores} if cores > 1 else {})
     results = {"ceiling": Result("ceiling")} | {n: Result(n) for n in (*inprocess, *servers)}
     for name, (url, model) in servers.items():
