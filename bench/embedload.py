@@ -3,9 +3,10 @@
 Three ways to turn texts into MiniLM vectors, measured in the same run on the same texts:
 
 - **ceiling**: in process, no HTTP — ``EmbeddingModel.encode`` on batches of ``batch`` texts,
-  the faster of two ways in each round: one batch at a time on every core (torch's default), or
-  one batch per core side by side with one intra-op thread each (what dynamic batching can at
-  best achieve);
+  the fastest of four ways in each round: one batch at a time on every core (torch's default),
+  or one batch per core side by side with one intra-op thread each (what dynamic batching can at
+  best achieve), each with the eager model and with its TorchScript trace (which the serving
+  runtime uses: :mod:`node.executors.tracing`);
 - **server**: an OpenAI-compatible ``/v1/embeddings`` endpoint (the gateway or a worker) under
   ``concurrency`` clients, one text per request, ``encoding_format: base64`` (what the official
   ``openai`` client sends);
@@ -71,12 +72,14 @@ class Result:
 # --- ceiling -------------------------------------------------------------------------------------
 
 
-def ceiling(model_dir: Path, batch: int, seconds: float, lanes: int = 1) -> float:
+def ceiling(
+    model_dir: Path, batch: int, seconds: float, lanes: int = 1, trace: bool = False
+) -> float:
     """Texts/s of back-to-back batched forward passes of ``batch`` texts, in this process.
 
     ``lanes=1``: one batch at a time with an intra-op thread per core (torch's default);
     ``lanes=n``: ``n`` threads each running batches with one intra-op thread (how the serving
-    runtime runs encoders, :mod:`node.serving.lanes`).
+    runtime runs encoders, :mod:`node.serving.lanes`); ``trace``: the TorchScript forward.
     """
     import threading
 
@@ -85,7 +88,7 @@ def ceiling(model_dir: Path, batch: int, seconds: float, lanes: int = 1) -> floa
     from node.executors.encoders import EmbeddingModel
     from node.serving.lanes import default_lanes
 
-    model = EmbeddingModel(model_dir)
+    model = EmbeddingModel(model_dir, trace=trace)
     pool = texts(1024)
     cores = default_lanes()
     done = [0] * lanes
@@ -245,6 +248,7 @@ def wait_quiet(min_idle: float = 0.85, max_wait_s: float = 180.0) -> float:
 
 ONE_BATCH = "in process, one batch at a time"
 PER_CORE = "in process, one batch per core"
+TRACED = ", traced"
 
 
 def compare(
@@ -266,7 +270,12 @@ def compare(
     from node.serving.lanes import default_lanes
 
     cores = default_lanes()  # as many lanes as the serving runtime runs
-    inprocess = {ONE_BATCH: 1} | ({PER_CORE: cores} if cores > 1 else {})
+    ways = {ONE_BATCH: 1} | ({PER_CORE: cores} if cores > 1 else {})
+    inprocess = {
+        name + (TRACED if trace else ""): (lanes, trace)
+        for trace in (False, True)
+        for name, lanes in ways.items()
+    }
     results = {"ceiling": Result("ceiling")} | {n: Result(n) for n in (*inprocess, *servers)}
     for name, (url, model) in servers.items():
         warm(url, model, concurrency)
@@ -274,8 +283,8 @@ def compare(
     loads: list[float] = []
     for round_no in range(repeat):
         loads.append(wait_quiet())
-        for name, lanes in inprocess.items():
-            results[name].texts_per_s.append(ceiling(model_dir, batch, ceiling_s, lanes))
+        for name, (lanes, trace) in inprocess.items():
+            results[name].texts_per_s.append(ceiling(model_dir, batch, ceiling_s, lanes, trace))
         results["ceiling"].texts_per_s.append(max(results[n].texts_per_s[-1] for n in inprocess))
         for name, (url, model) in servers.items():
             rate, p50, p99 = load(url, model, requests, concurrency)

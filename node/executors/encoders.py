@@ -1,8 +1,12 @@
 """Batched text encoders: sentence embeddings and sequence classification.
 
 Both wrap a tokenizer and a model opened through :mod:`registry.model.safety`, pad each call's
-texts to the longest one, and run under ``torch.inference_mode``. They are what the INFER
+texts to the longest one, and run the task's whole computation (model, pooling, softmax: a
+module of :mod:`node.executors.heads`) under ``torch.inference_mode``. They are what the INFER
 executor and the gateway's :class:`~node.executors.batching.DynamicBatcher` call.
+
+With ``trace=True`` (the serving runtime's choice) that module runs as a checked TorchScript
+trace (:mod:`node.executors.tracing`): the same bits, without holding the GIL.
 
 They are safe to call from several threads at once (the serving runtime runs one batch per
 core): a fast tokenizer is not — its Rust side refuses a second concurrent borrow — so
@@ -16,9 +20,10 @@ import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from node.executors.errors import InvalidJobInputError
+from node.executors.tracing import Forward, eager_forward, traced_forward
 from registry.errors import ModelError
 from registry.model.safety import (
     load_encoder,
@@ -30,14 +35,9 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-Pooling = Literal["mean", "cls", "max"]
+    from node.executors.heads import Pooling
+
 _DEFAULT_MAX_LENGTH = 512
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``hidden`` [n, t, d] over positions where ``mask`` [n, t] is 1."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
 
 
 def _pooling_mode(model_dir: Path) -> Pooling:
@@ -74,19 +74,29 @@ def _max_length(model_dir: Path, model: PreTrainedModel, tokenizer: PreTrainedTo
 
 
 class _TextModel:
-    """Tokenizer + model + the padding/truncation policy shared by the encoders."""
+    """Tokenizer + model + the padding/truncation policy shared by the encoders.
 
-    def __init__(
-        self,
-        model_dir: Path,
-        model: PreTrainedModel,
-        max_length: int | None,
-    ) -> None:
+    Subclasses call :meth:`_use_head` with the module computing their task's outputs.
+    """
+
+    def __init__(self, model_dir: Path, model: PreTrainedModel, max_length: int | None) -> None:
         self.model_dir = Path(model_dir)
         self.model = model
         self.tokenizer = load_tokenizer(self.model_dir)
         self.max_length = max_length or _max_length(self.model_dir, model, self.tokenizer)
         self._tokenizer_lock = threading.Lock()
+        self._forward: Forward
+
+    def _use_head(self, head: torch.nn.Module, trace: bool) -> None:
+        self._forward = traced_forward(head, self._tokenize) if trace else eager_forward(head)
+
+    def _run(self, texts: Sequence[str], output: str) -> tuple[torch.Tensor, list[int]]:
+        """The head's ``output`` for ``texts`` and the number of tokens of each text."""
+        import torch
+
+        batch = self._tokenize(texts)
+        with torch.inference_mode():
+            return self._forward(batch)[output], _token_counts(batch)
 
     def _tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         if not texts:
@@ -115,16 +125,25 @@ class EmbeddingModel(_TextModel):
         model_dir: a checked model directory (any encoder; MiniLM keeps its pooling config).
         max_length: truncation length; default: ``sentence_bert_config.json`` or the model's.
         normalize: L2-normalise each vector (cosine similarity = dot product).
+        trace: run the forward pass as a checked TorchScript trace (same bits, no GIL held).
     """
 
     def __init__(
-        self, model_dir: Path, *, max_length: int | None = None, normalize: bool = True
+        self,
+        model_dir: Path,
+        *,
+        max_length: int | None = None,
+        normalize: bool = True,
+        trace: bool = False,
     ) -> None:
         import torch
+
+        from node.executors.heads import EmbeddingHead
 
         super().__init__(model_dir, load_encoder(model_dir, dtype=torch.float32), max_length)
         self.pooling = _pooling_mode(self.model_dir)
         self.normalize = normalize
+        self._use_head(EmbeddingHead(self.model, self.pooling, normalize), trace)
 
     @property
     def dim(self) -> int:
@@ -137,21 +156,7 @@ class EmbeddingModel(_TextModel):
 
     def encode_counted(self, texts: Sequence[str]) -> tuple[torch.Tensor, list[int]]:
         """:meth:`encode` and the number of tokens of each text."""
-        import torch
-
-        batch = self._tokenize(texts)
-        with torch.inference_mode():
-            hidden: torch.Tensor = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"]
-            if self.pooling == "cls":
-                pooled = hidden[:, 0]
-            elif self.pooling == "max":
-                pooled = hidden.masked_fill(mask.unsqueeze(-1) == 0, float("-inf")).amax(dim=1)
-            else:
-                pooled = mean_pool(hidden, mask)
-            if self.normalize:
-                pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
-            return pooled.float(), _token_counts(batch)
+        return self._run(texts, "embeddings")
 
     def encode_lists(self, texts: Sequence[str]) -> list[list[float]]:
         """:meth:`encode` as plain lists (the shape :class:`DynamicBatcher` hands back)."""
@@ -160,10 +165,15 @@ class EmbeddingModel(_TextModel):
 
 
 class TextClassifier(_TextModel):
-    """Single-label sequence classification with softmax scores."""
+    """Single-label sequence classification with softmax scores (``trace`` as for embeddings)."""
 
-    def __init__(self, model_dir: Path, *, max_length: int | None = None) -> None:
+    def __init__(
+        self, model_dir: Path, *, max_length: int | None = None, trace: bool = False
+    ) -> None:
+        from node.executors.heads import ClassifierHead
+
         super().__init__(model_dir, load_sequence_classifier(model_dir), max_length)
+        self._use_head(ClassifierHead(self.model), trace)
         id2label = {int(k): str(v) for k, v in (self.model.config.id2label or {}).items()}
         self.labels = [id2label[i] for i in range(len(id2label))]
 
@@ -172,13 +182,7 @@ class TextClassifier(_TextModel):
         return self._probabilities(texts)[0]
 
     def _probabilities(self, texts: Sequence[str]) -> tuple[torch.Tensor, list[int]]:
-        import torch
-
-        batch = self._tokenize(texts)
-        with torch.inference_mode():
-            logits = self.model(**batch).logits
-            probs: torch.Tensor = torch.softmax(logits.float(), dim=-1)
-            return probs, _token_counts(batch)
+        return self._run(texts, "probabilities")
 
     def classify(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """``[{"label", "score", "scores": {label: p}}]`` per text."""

@@ -8,7 +8,8 @@
   core on lane 0 (why, with the measurements: :mod:`node.serving.lanes`).
 - Encoders (embeddings, classification) get a :class:`~node.executors.batching.DynamicBatcher`:
   concurrent requests are gathered into one forward pass (up to ``batch_size`` texts or
-  ``batch_wait_ms``), one batch per lane at once.
+  ``batch_wait_ms``), one batch per lane at once. Their forward pass runs as a checked
+  TorchScript trace, which does not hold the GIL (:mod:`node.executors.tracing`).
 - Generation is scheduled per decode step (:meth:`TextGenerator.steps`), so streams and
   embedding batches interleave instead of one blocking the other. At most
   ``generation_slots`` streams decode at once; a slot is released when the stream's last step
@@ -233,7 +234,9 @@ class InferenceRuntime:
             loaded = Loaded(version.cid, task, impl)
         elif task in (EMBED, CLASSIFY):
             cls = EmbeddingModel if task == EMBED else TextClassifier
-            impl = await asyncio.to_thread(cls, path)
+            # on a lane: tracing runs forward passes, and a forward on any other thread would
+            # give that thread an OpenMP team of its own (more threads than cores: see lanes)
+            impl = await self.lanes.run(lambda: cls(path, trace=True))
             batch_fn = self._embed_batch(impl) if task == EMBED else self._classify_batch(impl)
             batcher: DynamicBatcher[str, Any] = DynamicBatcher(
                 batch_fn,

@@ -145,8 +145,9 @@ def test_decode_steps_take_every_core_and_encoder_batches_one_each_never_overlap
         loaded, prompt = await runtime.prompt(gpt, GenerationParams(max_tokens=64), text="hi")
         loaded.impl.model.forward = traced("decode", loaded.impl.model.forward)
         await runtime.load(mini)
-        encoder = runtime._models[mini.cid].impl.model  # noqa: SLF001 - the loaded encoder
-        encoder.forward = traced("embed", encoder.forward)
+        encoder = runtime._models[mini.cid].impl  # the loaded encoder: its (traced) forward
+        assert encoder._forward.__name__ == "traced"
+        encoder._forward = traced("embed", encoder._forward)
         streams = [await runtime.generate(loaded, prompt) for _ in range(2)]
         embeds = [runtime.embed(mini, [f"text {i}"]) for i in range(6)]
         results = await asyncio.gather(*(s.collect() for s in streams), *embeds)
