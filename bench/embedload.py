@@ -220,6 +220,22 @@ def start_naive(model_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes
     )  # fmt: skip
 
 
+def cpu_ticks() -> list[int]:
+    """The machine's CPU time counters (user, nice, system, idle, iowait, irq, softirq, steal)."""
+    with open("/proc/stat") as fh:
+        return [int(x) for x in fh.readline().split()[1:9]]
+
+
+def steal_share(before: list[int], after: list[int]) -> float:
+    """Share of CPU time the hypervisor gave to other guests between two :func:`cpu_ticks`.
+
+    On a shared VM this is what makes rounds disagree: a round with steal > a few % measured
+    the neighbours as much as the code.
+    """
+    delta = [b - a for a, b in zip(before, after, strict=True)]
+    return delta[7] / max(1, sum(delta))
+
+
 def _idle_fraction(seconds: float = 2.0) -> float:
     """Share of CPU time the whole machine spent idle over ``seconds`` (from /proc/stat)."""
 
@@ -281,8 +297,10 @@ def compare(
         warm(url, model, concurrency)
         print(f"  warmed {name}", file=sys.stderr)
     loads: list[float] = []
+    steals: list[float] = []
     for round_no in range(repeat):
         loads.append(wait_quiet())
+        ticks = cpu_ticks()
         for name, (lanes, trace) in inprocess.items():
             results[name].texts_per_s.append(ceiling(model_dir, batch, ceiling_s, lanes, trace))
         results["ceiling"].texts_per_s.append(max(results[n].texts_per_s[-1] for n in inprocess))
@@ -291,13 +309,15 @@ def compare(
             results[name].texts_per_s.append(rate)
             results[name].p50_ms.append(p50)
             results[name].p99_ms.append(p99)
+        steals.append(steal_share(ticks, cpu_ticks()))
         line = ", ".join(f"{n} {r.texts_per_s[-1]:.0f}/s" for n, r in results.items())
-        print(f"  round {round_no + 1}/{repeat}: {line} (idle before: {loads[-1]:.0%})",
-              file=sys.stderr)  # fmt: skip
+        print(f"  round {round_no + 1}/{repeat}: {line} (idle before: {loads[-1]:.0%}, "
+              f"steal during: {steals[-1]:.1%})", file=sys.stderr)  # fmt: skip
     shown = " ".join(f"{x:.0%}" for x in loads)
+    stolen = " ".join(f"{x:.1%}" for x in steals)
     results["ceiling"].note = (
-        f"ceiling: the faster in-process way of each round; machine idle share before each "
-        f"round: {shown}"
+        f"ceiling: the fastest in-process way of each round; machine idle share before each "
+        f"round: {shown}; CPU time stolen by the hypervisor during each round: {stolen}"
     )
     return results
 

@@ -123,14 +123,17 @@ def chat_comparison(url: str, model: str, model_dir: Path, max_tokens: int, repe
     raws, runs = [], []
     for i in range(repeat):
         embedload.wait_quiet()
+        ticks = embedload.cpu_ticks()
         if i % 2 == 0:  # alternate the order: a model's speed drifts with time on a shared VM
             raws.append(raw.measure())
             runs.append(_streamed(client, url, model, max_tokens))
         else:
             runs.append(_streamed(client, url, model, max_tokens))
             raws.append(raw.measure())
+        stolen = embedload.steal_share(ticks, embedload.cpu_ticks())
         print(f"  chat round: raw {raws[-1]['decode_tps']:.1f} tok/s, gateway "
-              f"{runs[-1]['decode_tps']:.1f} tok/s", file=sys.stderr)  # fmt: skip
+              f"{runs[-1]['decode_tps']:.1f} tok/s, first token {runs[-1]['ttft_s'] * 1000:.0f} ms "
+              f"(steal during: {stolen:.1%})", file=sys.stderr)  # fmt: skip
     client.close()
     ratio = statistics.median(
         g["decode_tps"] / r["decode_tps"] for g, r in zip(runs, raws, strict=True)
