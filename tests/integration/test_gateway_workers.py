@@ -88,9 +88,10 @@ def test_streamed_chat_is_relayed_from_the_worker(url: str) -> None:
 
 
 def test_a_version_no_worker_serves_is_503_no_worker(net: GatewayNet, url: str) -> None:
+    # the access check reads the chain: httpx's 5 s default timed out once under load
     response = httpx.post(
         f"{url}/v1/embeddings", json={"model": GATED, "input": "x"},
-        headers={"Authorization": f"Bearer {net.token(USER)}"},
+        headers={"Authorization": f"Bearer {net.token(USER)}"}, timeout=60,
     )  # fmt: skip
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "no_worker"
