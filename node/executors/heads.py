@@ -20,23 +20,12 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
 
 
-def _inputs(
-    input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
-) -> dict[str, torch.Tensor]:
-    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-    if token_type_ids is not None:
-        inputs["token_type_ids"] = token_type_ids
-    return inputs
+class _Head(torch.nn.Module):
+    """The model called on the tokenizer's tensors; subclasses shape its output (:meth:`finish`)."""
 
-
-class EmbeddingHead(torch.nn.Module):
-    """``{"embeddings": float32 [n, d]}``: pooled last hidden state, optionally L2-normalised."""
-
-    def __init__(self, model: Any, pooling: Pooling, normalize: bool) -> None:
+    def __init__(self, model: Any) -> None:
         super().__init__()
         self.model = model
-        self.pooling = pooling
-        self.normalize = normalize
 
     def forward(
         self,
@@ -44,8 +33,25 @@ class EmbeddingHead(torch.nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        inputs = _inputs(input_ids, attention_mask, token_type_ids)
-        hidden: torch.Tensor = self.model(**inputs).last_hidden_state
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        return self.finish(self.model(**inputs), attention_mask)
+
+    def finish(self, output: Any, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class EmbeddingHead(_Head):
+    """``{"embeddings": float32 [n, d]}``: pooled last hidden state, optionally L2-normalised."""
+
+    def __init__(self, model: Any, pooling: Pooling, normalize: bool) -> None:
+        super().__init__(model)
+        self.pooling = pooling
+        self.normalize = normalize
+
+    def finish(self, output: Any, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        hidden: torch.Tensor = output.last_hidden_state
         if self.pooling == "cls":
             pooled = hidden[:, 0]
         elif self.pooling == "max":
@@ -58,18 +64,9 @@ class EmbeddingHead(torch.nn.Module):
         return {"embeddings": pooled.float()}
 
 
-class ClassifierHead(torch.nn.Module):
+class ClassifierHead(_Head):
     """``{"probabilities": float32 [n, labels]}``: softmax over the model's logits."""
 
-    def __init__(self, model: Any) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        token_type_ids: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        logits = self.model(**_inputs(input_ids, attention_mask, token_type_ids)).logits
-        return {"probabilities": torch.softmax(logits.float(), dim=-1)}
+    def finish(self, output: Any, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        del attention_mask
+        return {"probabilities": torch.softmax(output.logits.float(), dim=-1)}
