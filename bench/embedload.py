@@ -237,17 +237,11 @@ def steal_share(before: list[int], after: list[int]) -> float:
 
 
 def _idle_fraction(seconds: float = 2.0) -> float:
-    """Share of CPU time the whole machine spent idle over ``seconds`` (from /proc/stat)."""
-
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as fh:
-            fields = [int(x) for x in fh.readline().split()[1:]]
-        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
-
-    idle0, total0 = sample()
+    """Share of CPU time the whole machine spent idle (idle + iowait) over ``seconds``."""
+    before = cpu_ticks()
     time.sleep(seconds)
-    idle1, total1 = sample()
-    return (idle1 - idle0) / max(1, total1 - total0)
+    delta = [b - a for a, b in zip(before, cpu_ticks(), strict=True)]
+    return (delta[3] + delta[4]) / max(1, sum(delta))
 
 
 def wait_quiet(min_idle: float = 0.85, max_wait_s: float = 180.0) -> float:

@@ -4,16 +4,16 @@ Why: an eager forward of a transformers encoder is a few hundred Python-level ca
 torch op hands the GIL back and takes it again. In a serving process the event loop (HTTP
 parsing, JSON, pydantic) holds the GIL between its awaits, so a torch lane that finishes an op
 waits for it — up to the interpreter's switch interval each time. A traced module runs the
-whole graph in TorchScript's C++ interpreter with the GIL released: the lanes never queue
-behind the loop, and the forward itself sheds its Python overhead.
+whole graph in TorchScript's C++ interpreter with the GIL released, so a batch takes the GIL a
+handful of times (tokenizing, the call, its return) instead of once per op.
 
 How it stays safe:
 
 - tracing records the ops run on one example; an encoder's graph does not depend on the
   data, but a padding-dependent shortcut could be baked in, so the example has padding
-  (texts of different lengths) and the trace is then *checked* on a second batch of another
-  size and length, without padding: unless every output tensor equals the eager one bit for
-  bit, the trace is dropped and the eager module serves;
+  (texts of different lengths), and the trace is *checked* on that example and on a batch of
+  another size and length without padding: unless every output tensor equals the eager one
+  bit for bit, the trace is dropped and the eager module serves;
 - the executor runs the graph as traced (``optimized_execution(False)``): no fusion or shape
   specialisation that could change a result's bits or recompile under load;
 - any failure to trace (an architecture the tracer cannot follow) falls back to eager with a
