@@ -15,7 +15,7 @@
 
 Each round waits (at most 3 min) until the machine is ≥ 85 % idle: it may be shared.
 
-Usage: ``.venv/bin/python bench/gateway.py [--requests 1024] [--concurrency 32] [--repeat 3]``
+Usage: ``.venv/bin/python bench/gateway.py [--requests 1024] [--concurrency 32] [--repeat 5]``
 """
 
 from __future__ import annotations
@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1024, help="requests per measured run")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--ceiling-s", type=float, default=8.0)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--ceiling-s", type=float, default=4.0, help="seconds per in-process way")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--chat-repeat", type=int, default=5)
     parser.add_argument("--batch-size", default="16", help="the gateway's B")
@@ -212,11 +212,11 @@ def embeddings_comparison(args: argparse.Namespace, url: str, model: str, root: 
             f"{args.concurrency} clients, gateway B={args.batch_size} W={args.batch_wait_ms} ms",
             file=sys.stderr,
         )
-        results = embedload.compare(
+        comparison = embedload.compare(
             {"gateway": (url, model), "naive": (f"http://127.0.0.1:{naive_port}", model)},
             demo.cached_model("minilm"),
             requests=args.requests, concurrency=args.concurrency, repeat=args.repeat,
-            batch=32, ceiling_s=args.ceiling_s,
+            ceiling_s=args.ceiling_s,
         )  # fmt: skip
     finally:
         naive.terminate()
@@ -225,7 +225,7 @@ def embeddings_comparison(args: argparse.Namespace, url: str, model: str, root: 
         f"## Embeddings (MiniLM-L6, {args.concurrency} concurrent clients, one text per request, "
         f"gateway B={args.batch_size} W={args.batch_wait_ms} ms)"
     )
-    return f"\n{title}\n\n{embedload.table(results, 'gateway')}"
+    return f"\n{title}\n\n{embedload.table(comparison, 'gateway')}"
 
 
 if __name__ == "__main__":

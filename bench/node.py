@@ -542,9 +542,10 @@ def part_b(args: argparse.Namespace) -> None:
 
     print(
         worker_comparison(
-            requests=getattr(args, "b_requests", 1024),
-            concurrency=getattr(args, "b_concurrency", 32),
-            repeat=args.repeat,
+            requests=args.b_requests,
+            concurrency=args.b_concurrency,
+            repeat=args.b_repeat,
+            ceiling_s=args.b_ceiling_s,
         )
     )
 
@@ -578,6 +579,11 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--ceiling-s", type=float, default=3.0, help="seconds per ceiling measurement")
     a.add_argument("--timeout", type=float, default=180.0, help="seconds per run at most")
     a.add_argument("--keep", action="store_true", help="keep the devnet directory (logs)")
+    b = parser.add_argument_group("part (b): dynamic batching")
+    b.add_argument("--b-requests", type=int, default=1024, help="requests per measured load")
+    b.add_argument("--b-concurrency", type=int, default=32, help="concurrent clients")
+    b.add_argument("--b-repeat", type=int, default=5, help="interleaved rounds")
+    b.add_argument("--b-ceiling-s", type=float, default=4.0, help="seconds per in-process way")
     args = parser.parse_args(argv)
     for name, part in PARTS.items():
         if args.part in (name, "all"):
