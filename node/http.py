@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -18,13 +19,17 @@ from node.service import Service
 log = logging.getLogger(__name__)
 
 
-def create_app(metrics: NodeMetrics, health: dict[str, Any], extra_routes: Any = None) -> FastAPI:
+def create_app(
+    metrics: NodeMetrics,
+    health: dict[str, Any],
+    mount: Callable[[FastAPI], None] | None = None,
+) -> FastAPI:
     """The worker's FastAPI app.
 
     Args:
         metrics: the node's metrics (served at ``/metrics``).
         health: a live dict merged into the ``/healthz`` body (address, served models, cursor).
-        extra_routes: an ``APIRouter`` with inference routes, mounted when given.
+        mount: adds the inference routes to the app, when given.
     """
     app = FastAPI(title="anchorml worker", docs_url=None, redoc_url=None)
 
@@ -36,8 +41,8 @@ def create_app(metrics: NodeMetrics, health: dict[str, Any], extra_routes: Any =
     def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    if extra_routes is not None:
-        app.include_router(extra_routes)
+    if mount is not None:
+        mount(app)
     return app
 
 

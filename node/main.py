@@ -100,11 +100,9 @@ class Node:
     async def run(self) -> None:
         """Run until stopped; raises the failure of any service."""
         await asyncio.to_thread(self.resolve_served)
-        routes = None
-        if self.runtime is not None:
-            routes = self.runtime.router()
+        mount = self.runtime.mount if self.runtime is not None else None
         http = HttpServer(
-            create_app(self.metrics, self.health, routes),
+            create_app(self.metrics, self.health, mount),
             self.config.http_host,
             self.config.http_port,
         )

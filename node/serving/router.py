@@ -5,6 +5,8 @@
 ``authorize(model, request)`` decides which version a request may use (resolution, served
 versions, bearer token, on-chain access) and raises an anchorml error otherwise; errors are
 translated by the routes themselves (:class:`ErrorMappingRoute`), so the router works on any app.
+:func:`add_embeddings_fast_path` serves ``POST /v1/embeddings`` on an app with the same handler,
+around FastAPI's per-request machinery (:mod:`node.serving.fastpath`).
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 
 from node.serving.catalog import Target
-from node.serving.errors import ErrorMappingRoute
+from node.serving.errors import MAX_BODY_BYTES, ErrorMappingRoute, to_response
+from node.serving.fastpath import JsonFastPath
 from node.serving.handlers import OpenAIService, json_response
 from node.serving.schemas import (
     ERROR_RESPONSES,
@@ -50,6 +53,17 @@ SSE_EVENT: dict[str, Any] = {
 STREAMING: dict[str, Any] = {"content": {"text/event-stream": {"schema": SSE_EVENT}}}
 
 
+def embeddings_handler(
+    service: OpenAIService, authorize: Authorize
+) -> Callable[[EmbeddingRequest, Request], Awaitable[Response]]:
+    """``POST /v1/embeddings``: the route's handler and the fast path's."""
+
+    async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
+        return await service.embeddings(await authorize(body.model, request), body)
+
+    return embeddings
+
+
 def create_openai_router(
     service: OpenAIService, authorize: Authorize, list_models: ListModels
 ) -> APIRouter:
@@ -61,9 +75,9 @@ def create_openai_router(
         cards = await list_models()
         return json_response({"object": "list", "data": [c.model_dump() for c in cards]})
 
-    @router.post("/v1/embeddings", response_model=EmbeddingList)
-    async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
-        return await service.embeddings(await authorize(body.model, request), body)
+    router.post("/v1/embeddings", response_model=EmbeddingList)(
+        embeddings_handler(service, authorize)
+    )
 
     @router.post("/v1/classifications", response_model=ClassificationList)
     async def classifications(body: ClassificationRequest, request: Request) -> Response:
@@ -78,3 +92,16 @@ def create_openai_router(
         return await service.completions(await authorize(body.model, request), body)
 
     return router
+
+
+def add_embeddings_fast_path(app: FastAPI, service: OpenAIService, authorize: Authorize) -> None:
+    """Serve valid ``POST /v1/embeddings`` requests on ``app`` through :class:`JsonFastPath`
+    (the router must be included too: it answers everything the fast path hands over)."""
+    app.add_middleware(
+        JsonFastPath,
+        path="/v1/embeddings",
+        body_model=EmbeddingRequest,
+        handler=embeddings_handler(service, authorize),
+        on_error=to_response,
+        max_body=MAX_BODY_BYTES,
+    )

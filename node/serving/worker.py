@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Request
+from fastapi import FastAPI, Request
 
 from node.service import Service
 from node.serving.catalog import Catalog, Target
 from node.serving.errors import ModelNotServedError
 from node.serving.handlers import OpenAIService
 from node.serving.metrics import ServingMetrics
-from node.serving.router import create_openai_router
+from node.serving.router import add_embeddings_fast_path, create_openai_router
 from node.serving.runtime import InferenceRuntime, RuntimeConfig
 from node.serving.schemas import ModelCard
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 class WorkerServing(Service):
-    """The worker's serving runtime: mounts the OpenAI router and unloads models on stop."""
+    """The worker's serving runtime: mounts the OpenAI routes and unloads models on stop."""
 
     name = "serving"
 
@@ -40,9 +40,10 @@ class WorkerServing(Service):
         self.runtime = InferenceRuntime(node.cache, config, ServingMetrics.for_node(node.metrics))
         self.service = OpenAIService(self.runtime)
 
-    def router(self) -> APIRouter:
-        """The OpenAI-compatible routes for the served versions."""
-        return create_openai_router(self.service, self.authorize, self.list_models)
+    def mount(self, app: FastAPI) -> None:
+        """Add the OpenAI-compatible routes for the served versions to the worker's app."""
+        app.include_router(create_openai_router(self.service, self.authorize, self.list_models))
+        add_embeddings_fast_path(app, self.service, self.authorize)
 
     async def authorize(self, ref: str, request: Request) -> Target:
         """Resolve ``ref``; refuse versions this node does not serve and callers without access."""

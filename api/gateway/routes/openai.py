@@ -20,7 +20,16 @@ from typing import Any, Literal, TypeVar
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.gateway.deps import CallerDep, FreshGatewayDep, Gateway, GatewayDep, LimitedCallerDep
+from api.gateway.deps import (
+    CallerDep,
+    FreshGatewayDep,
+    Gateway,
+    GatewayDep,
+    LimitedCallerDep,
+    get_caller,
+    get_gateway,
+    get_limited_caller,
+)
 from api.gateway.errors import NoWorkerError
 from api.gateway.onchain import OnchainOptions
 from node.executors import parse_params
@@ -202,6 +211,14 @@ async def embeddings(
         target.pinned_ref, result["embeddings"], 0, body.encoding_format, anchorml=receipt
     )
     return json_response(answer)
+
+
+async def embeddings_fast(body: GatewayEmbeddingRequest, request: Request) -> Response:
+    """:func:`embeddings` with its dependencies resolved here, for the app's fast path
+    (:mod:`node.serving.fastpath`)."""
+    gateway = await get_gateway(request)
+    caller = await get_limited_caller(await get_caller(request, gateway), gateway)
+    return await embeddings(body, request, gateway, caller)
 
 
 @router.post("/v1/classifications", response_model=ClassificationList)
