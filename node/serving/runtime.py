@@ -314,6 +314,8 @@ class InferenceRuntime:
         self.metrics.inferences.labels(task=task).inc()
         loaded.active += 1
         try:
+            if len(texts) == 1:  # the common case: no task and gathering future per request
+                return [await loaded.batcher.submit(texts[0])]
             return list(await asyncio.gather(*(loaded.batcher.submit(t) for t in texts)))
         finally:
             loaded.active -= 1
