@@ -22,6 +22,16 @@ class Body(BaseModel):
     input: str
 
 
+def json_post_scope() -> dict[str, Any]:
+    """The ASGI scope of ``POST /v1/echo`` with a JSON body (for driving the app by hand)."""
+    return {
+        "type": "http", "method": "POST", "path": "/v1/echo", "raw_path": b"/v1/echo",
+        "query_string": b"", "headers": [(b"content-type", b"application/json")],
+        "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1),
+        "root_path": "",
+    }  # fmt: skip
+
+
 def make_app(
     max_body: int = 1 << 20, *, fast_path: bool = True
 ) -> tuple[FastAPI, list[str], list[Any]]:
@@ -172,13 +182,7 @@ def test_a_body_sent_in_chunks_is_read_whole() -> None:
         async def send(message: dict[str, Any], sent: list[dict[str, Any]] = sent) -> None:
             sent.append(message)
 
-        scope = {
-            "type": "http", "method": "POST", "path": "/v1/echo", "raw_path": b"/v1/echo",
-            "query_string": b"", "headers": [(b"content-type", b"application/json")],
-            "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1),
-            "root_path": "",
-        }  # fmt: skip
-        asyncio.run(app(scope, receive, send))
+        asyncio.run(app(json_post_scope(), receive, send))
         assert calls == [expected]
         assert sent[0]["status"] == 200
         assert b'"length":7' in sent[1]["body"]
@@ -194,11 +198,5 @@ def test_a_client_gone_before_its_body_arrived_gets_nothing() -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http", "method": "POST", "path": "/v1/echo", "raw_path": b"/v1/echo",
-        "query_string": b"", "headers": [(b"content-type", b"application/json")],
-        "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1),
-        "root_path": "",
-    }  # fmt: skip
-    asyncio.run(app(scope, receive, send))
+    asyncio.run(app(json_post_scope(), receive, send))
     assert calls == [] and sent == []
