@@ -59,6 +59,14 @@ class Gateway:
         if "nodes" in views:
             self.pool.invalidate()
 
+    def refresh_caches(self) -> None:
+        """Reload the chain answers requests use just before they expire (each watcher tick), so
+        a refresh is not started by — and run beside — the request that finds an answer stale
+        (see :mod:`node.serving.cache`)."""
+        ahead = 2 * self.config.watch_interval_s
+        self.catalog.refresh_expiring(ahead)
+        self.pool.refresh_expiring(ahead)
+
     async def authorize(self, ref: str, caller: Caller) -> Target:
         """Resolve ``ref`` and check the caller may use it (no inference, no fetch before)."""
         target = await self.catalog.resolve(ref)
@@ -138,6 +146,7 @@ def build(config: GatewayConfig, sdk: Anchorml, metrics: GatewayMetrics | None =
         onchain=OnchainRunner(sdk, store, tracker, config, metrics),
     )
     gateway.watcher.on_change = gateway.on_change
+    gateway.watcher.on_tick = gateway.refresh_caches
     return gateway
 
 

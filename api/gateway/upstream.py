@@ -88,6 +88,10 @@ class WorkerPool:
         """Forget which nodes serve what (node events arrived)."""
         self._serving.clear()
 
+    def refresh_expiring(self, within_s: float) -> int:
+        """Reload the serving sets in use that expire within ``within_s``, in the background."""
+        return self._serving.refresh_expiring(within_s)
+
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self.client.aclose()

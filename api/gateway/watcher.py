@@ -54,6 +54,7 @@ class ChainWatcher:
         self.sdk = sdk
         self.index = index
         self.on_change = on_change
+        self.on_tick: Callable[[], None] = lambda: None  # after every poll in :meth:`run`
         self.interval_s = interval_s
         self.window = window
         self.cursor = sdk.deployment.deploy_block - 1
@@ -125,13 +126,15 @@ class ChainWatcher:
             await self.poll()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll every ``interval_s`` until ``stop`` is set; errors are logged and retried."""
+        """Poll every ``interval_s`` until ``stop`` is set, calling ``on_tick`` after each poll;
+        errors are logged and retried."""
         while not stop.is_set():
             try:
                 await self.poll()
             except Exception as exc:  # noqa: BLE001 - RPC/transport errors have many types
                 self.errors += 1
                 log.warning("chain watcher: poll failed (%s); retrying", type(exc).__name__)
+            self.on_tick()
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
             except TimeoutError:

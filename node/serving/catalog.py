@@ -79,6 +79,16 @@ class Catalog:
         self.access_checks = 0
         self.denials = 0
 
+    @property
+    def resolution_loads(self) -> int:
+        """References looked up on the chain so far (misses and refreshes)."""
+        return self._targets.loads
+
+    def refresh_expiring(self, within_s: float) -> int:
+        """Reload resolutions and access answers in use that expire within ``within_s``, in the
+        background (see :mod:`node.serving.cache`); returns how many reloads started."""
+        return self._targets.refresh_expiring(within_s) + self._access.refresh_expiring(within_s)
+
     def invalidate(self, *, models: bool = True, access: bool = True) -> None:
         """Drop cached resolutions and/or access answers."""
         if models:

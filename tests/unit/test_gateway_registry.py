@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -153,6 +154,19 @@ def test_ipfs_serves_verified_public_files_and_refuses_gated_ones(
         assert client.get(f"/ipfs/{cid}", headers=_auth(net, USER)).status_code == 200
     shared = {e.name: e for e in store.ls(gated.cid)}["config.json"].cid
     assert client.get(f"/ipfs/{shared}").status_code == 200  # same bytes as the public model's
+
+
+def test_the_watcher_tick_refreshes_answers_in_use_before_they_expire(net: GatewayNet) -> None:
+    """A resolution the gateway served is reloaded on a chain-watcher tick shortly before its time
+    to live runs out, with no request asking: the refresh does not run inside a request."""
+    app = net.app(rate_limit_per_s=0, cache_ttl_s=1.5, watch_interval_s=0.2)
+    with TestClient(app) as c:
+        catalog = app.state.gateway.catalog
+        for _ in range(2):  # the second read marks the answer as in use
+            assert c.get(f"/v1/models/{MINILM}").status_code == 200
+        before = catalog.resolution_loads
+        time.sleep(2.0)
+        assert catalog.resolution_loads > before
 
 
 def test_health_and_metrics(client: TestClient) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -253,6 +253,44 @@ def test_async_cache_single_flight_refresh_ahead_and_invalidation() -> None:
         assert await cache.get("k", load) == 3
         now[0] = 100.0  # expired beyond 2 × ttl: loaded synchronously
         assert await cache.get("k", load) == 4
+
+    asyncio.run(scenario())
+
+
+def test_async_cache_refreshes_entries_in_use_before_they_expire() -> None:
+    """``refresh_expiring`` (the gateway calls it on every watcher tick) reloads, in the
+    background, entries read since they were stored whose time is nearly up — and nothing else —
+    so the request that comes after the expiry finds a fresh answer and starts no load."""
+
+    async def scenario() -> None:
+        now = [0.0]
+        cache: AsyncCache[str, int] = AsyncCache(10.0, clock=lambda: now[0])
+        loads: list[str] = []
+
+        def loader(key: str) -> Callable[[], Awaitable[int]]:
+            async def load() -> int:
+                loads.append(key)
+                return len(loads)
+
+            return load
+
+        assert await cache.get("used", loader("used")) == 1
+        assert await cache.get("idle", loader("idle")) == 2
+        assert await cache.get("used", loader("used")) == 1  # read since stored
+        now[0] = 5.0
+        assert cache.refresh_expiring(2.0) == 0  # 5 s left on both: nothing due
+        now[0] = 8.5
+        assert cache.refresh_expiring(2.0) == 1  # only the entry in use
+        await asyncio.sleep(0.01)
+        assert loads == ["used", "idle", "used"]
+        now[0] = 12.0  # past the first load's expiry, within the refreshed one's
+        assert await cache.get("used", loader("used")) == 3
+        await asyncio.sleep(0.01)
+        assert loads == ["used", "idle", "used"]  # no load started by the request
+        now[0] = 18.0  # the refreshed entry was read, the idle one never was
+        assert cache.refresh_expiring(2.0) == 1
+        await asyncio.sleep(0.01)
+        assert loads == ["used", "idle", "used", "used"]
 
     asyncio.run(scenario())
 
