@@ -46,7 +46,8 @@ def url(net: GatewayNet) -> Iterator[str]:
 
 
 def _worker_urls(url: str) -> dict[str, str]:
-    nodes = httpx.get(f"{url}/v1/nodes").json()["data"]
+    # two chain reads per node: httpx's 5 s default timed out once in a clean-clone CI run
+    nodes = httpx.get(f"{url}/v1/nodes", timeout=60).json()["data"]
     return {n["address"]: n["endpoint"] for n in nodes if n["eligible"] and n["serving"]}
 
 
@@ -103,7 +104,7 @@ def test_a_worker_refuses_versions_it_does_not_serve(net: GatewayNet, url: str) 
     body = {"model": f"{CHAT}@v1", "messages": [{"role": "user", "content": "x"}]}
     response = httpx.post(f"{only_minilm}/v1/chat/completions", json=body, timeout=60)
     assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_served"
-    listed = {m["id"] for m in httpx.get(f"{only_minilm}/v1/models").json()["data"]}
+    listed = {m["id"] for m in httpx.get(f"{only_minilm}/v1/models", timeout=60).json()["data"]}
     assert listed == {f"{MINILM}@v1"}
 
 
