@@ -157,8 +157,10 @@ def main(config: NodeConfig) -> NoReturn:
     node: Node | None = None
     loop = _event_loop()
     try:
+        from node.serving.allocator import retain_freed_memory
         from node.serving.runtime import freeze_gc_after_loads
 
+        retain_freed_memory()
         node = Node.create(config)
         node.runtime = _serving(node)  # direct inference for the served versions
         freeze_gc_after_loads()

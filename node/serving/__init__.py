@@ -7,7 +7,9 @@
 - :mod:`~node.serving.router` — the OpenAI-compatible FastAPI router factory;
 - :mod:`~node.serving.catalog` — cached model resolution and on-chain access checks;
 - :mod:`~node.serving.errors` — serving errors and their one HTTP translation;
-- :mod:`~node.serving.worker` — the worker's hook (``Node.runtime``).
+- :mod:`~node.serving.worker` — the worker's hook (``Node.runtime``);
+- :mod:`~node.serving.allocator` — serving processes keep freed heap memory (no page faults
+  per batch).
 """
 
 from node.serving.catalog import Catalog, Target
