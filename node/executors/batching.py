@@ -7,7 +7,9 @@ worker thread, so the event loop never blocks on torch.
 
 Collector loop, per batch:
 1. wait for the first request;
-2. gather more until ``max_batch_size`` requests or ``max_wait_ms`` after the first one;
+2. gather more until ``max_batch_size`` requests or ``max_wait_ms`` after the first one arrived
+   (a request that queued while every batch slot was busy has waited already: what is queued
+   goes at once, as in Triton's ``max_queue_delay``);
 3. drop requests whose caller has gone (cancelled futures);
 4. run the batch function in the worker thread; hand each caller its result (or the batch's
    exception). Requests arriving meanwhile queue up and form the next batch, which starts as
@@ -39,6 +41,7 @@ R = TypeVar("R")
 class _Request(Generic[T, R]):
     item: T
     future: asyncio.Future[R]
+    arrived: float  # loop time of submit()
 
 
 @dataclass
@@ -166,7 +169,7 @@ class DynamicBatcher(Generic[T, R]):
         if self._queue.qsize() >= self._max_queue:
             raise BatcherOverloadedError(f"{self._max_queue} requests already queued")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Request(item, future))
+        self._queue.put_nowait(_Request(item, future, future.get_loop().time()))
         return await future  # cancelling the caller cancels the future; the batch skips it
 
     # -- collector ----------------------------------------------------------------------------
@@ -188,7 +191,7 @@ class DynamicBatcher(Generic[T, R]):
                     break
                 assert isinstance(first, _Request)
                 batch = [first]
-                deadline = loop.time() + self._max_wait
+                deadline = first.arrived + self._max_wait  # it may have queued behind busy slots
                 while len(batch) < self._max_batch:
                     try:  # take what is already queued without a timer, wait only when empty
                         nxt = self._queue.get_nowait()

@@ -84,6 +84,28 @@ def test_concurrency_runs_batches_side_by_side_through_run_in() -> None:
     assert sorted(len(b) for b in seen) == [2, 2]
 
 
+def test_max_wait_counts_from_arrival_so_a_request_queued_behind_a_batch_goes_at_once() -> None:
+    """Request 3 arrives while batch [1, 2] runs and waits there longer than ``max_wait``; when
+    the slot frees it leaves alone at once instead of waiting ``max_wait`` again (as long as the
+    request 4 sent 100 ms later would need to join it)."""
+
+    async def main() -> list[list[int]]:
+        gate = threading.Event()
+        fn = Recorder(gate)
+        async with DynamicBatcher(fn, max_batch_size=2, max_wait_ms=300) as batcher:
+            running = [asyncio.create_task(batcher.submit(i)) for i in (1, 2)]
+            await asyncio.sleep(0.05)  # [1, 2] runs, blocked on the gate
+            queued = asyncio.create_task(batcher.submit(3))
+            await asyncio.sleep(0.4)  # longer than max_wait
+            gate.set()
+            await asyncio.sleep(0.1)
+            late = asyncio.create_task(batcher.submit(4))
+            assert [await t for t in (*running, queued, late)] == [1, 4, 9, 16]
+        return fn.batches
+
+    assert asyncio.run(main()) == [[1, 2], [3], [4]]
+
+
 def test_full_queue_is_refused() -> None:
     async def main() -> None:
         gate = threading.Event()
