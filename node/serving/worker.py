@@ -26,9 +26,17 @@ if TYPE_CHECKING:
 
 
 class WorkerServing(Service):
-    """The worker's serving runtime: mounts the OpenAI routes and unloads models on stop."""
+    """The worker's serving runtime: mounts the OpenAI routes, keeps the chain answers in use
+    fresh, and unloads models on stop.
+
+    Every ``refresh_every_s`` it reloads the resolutions and access answers that requests read
+    and that expire within two ticks (:meth:`Catalog.refresh_expiring`), as the gateway does on
+    its watcher's tick: otherwise the request that finds one stale starts the reload, and that
+    web3.py work holds the GIL beside the request's own forward pass.
+    """
 
     name = "serving"
+    refresh_every_s = 2.0
 
     def __init__(self, node: Node) -> None:
         super().__init__()
@@ -67,5 +75,8 @@ class WorkerServing(Service):
         return cards
 
     async def run(self) -> None:
-        await self.stopping.wait()
+        while not self.stopping.is_set():
+            await self.sleep(self.refresh_every_s)
+            if not self.stopping.is_set():
+                self.catalog.refresh_expiring(2 * self.refresh_every_s)
         await self.runtime.stop()
