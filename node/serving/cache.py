@@ -8,10 +8,11 @@
   it, so no request waits on the chain just because a timer ran out). :meth:`AsyncCache.clear`
   (an invalidating event) drops entries outright: the next request waits for a fresh answer.
 
-A process with a clock of its own (the gateway's chain watcher) can also call
-:meth:`AsyncCache.refresh_expiring` on every tick: entries read since they were stored are
-reloaded shortly *before* they expire, so the refresh no longer starts inside the request that
-finds the entry stale. That matters because a refresh is Python (web3.py) work holding the GIL:
+A process with a clock of its own (the gateway's chain watcher, the worker's serving tick) can
+also call :meth:`AsyncCache.refresh_expiring` on every tick: entries a request used since they
+were stored (loaded for it, or read) are reloaded shortly *before* they expire, so the refresh
+no longer starts inside the request that finds the entry stale. An entry stored by such a
+refresh and not read since is left to expire: the work stays bounded by what requests use. That matters because a refresh is Python (web3.py) work holding the GIL:
 started beside a request's eager prefill it delayed the first token by 100–300 ms.
 """
 
@@ -74,7 +75,7 @@ class _Entry(Generic[V]):
     value: V
     load: Callable[[], Awaitable[V]]
     ttl_fn: Callable[[V], float] | None
-    read: bool = False  # read since stored: worth refreshing ahead of expiry
+    read: bool = False  # used by a request since stored: worth refreshing ahead of expiry
 
 
 class AsyncCache(Generic[K, V]):
@@ -94,6 +95,7 @@ class AsyncCache(Generic[K, V]):
         self._clock = clock
         self._data: OrderedDict[K, _Entry[V]] = OrderedDict()
         self._flights: dict[K, asyncio.Future[V]] = {}
+        self._wanted: set[K] = set()  # keys whose load in flight a request waits for
         self._generation = 0
         self._background: set[asyncio.Task[None]] = set()
         self.loads = 0
@@ -117,12 +119,14 @@ class AsyncCache(Generic[K, V]):
             if age < 2 * hit.ttl:
                 self._refresh_soon(key, load, ttl_s)
                 return hit.value
+        self._wanted.add(key)
         return await self._load(key, load, ttl_s)
 
     def refresh_expiring(self, within_s: float) -> int:
-        """Start a background reload of every entry read since it was stored whose time to live
-        ends within ``within_s`` (or has ended); returns how many started. Entries nobody read
-        are left to expire, so the work stays bounded by what requests use."""
+        """Start a background reload of every entry a request used since it was stored (loaded
+        for it, or read) whose time to live ends within ``within_s`` (or has ended); returns how
+        many started. The rest are left to expire, so the work stays bounded by what requests
+        use."""
         now = self._clock()
         due = [
             (key, entry)
@@ -163,9 +167,11 @@ class AsyncCache(Generic[K, V]):
         finally:
             if self._flights.get(key) is future:
                 del self._flights[key]
+            wanted = key in self._wanted
+            self._wanted.discard(key)
         if generation == self._generation:  # not invalidated while loading
             self._store(key, _Entry(self._clock(), ttl_s(value) if ttl_s else self.ttl_s, value,
-                                    load, ttl_s))  # fmt: skip
+                                    load, ttl_s, read=wanted))  # fmt: skip
         future.set_result(value)
         return value
 
@@ -188,6 +194,7 @@ class AsyncCache(Generic[K, V]):
         serve later callers, who start a fresh load."""
         self._data.clear()
         self._flights.clear()
+        self._wanted.clear()
         self._generation += 1
 
     def __len__(self) -> int:

@@ -258,9 +258,10 @@ def test_async_cache_single_flight_refresh_ahead_and_invalidation() -> None:
 
 
 def test_async_cache_refreshes_entries_in_use_before_they_expire() -> None:
-    """``refresh_expiring`` (the gateway calls it on every watcher tick) reloads, in the
-    background, entries read since they were stored whose time is nearly up — and nothing else —
-    so the request that comes after the expiry finds a fresh answer and starts no load."""
+    """``refresh_expiring`` (called on every watcher or serving tick) reloads, in the background,
+    entries a request used since they were stored — loaded for it or read — whose time is nearly
+    up, and nothing else: the request after the expiry finds a fresh answer and starts no load,
+    and an entry refreshed but not read since is left to lapse."""
 
     async def scenario() -> None:
         now = [0.0]
@@ -274,23 +275,25 @@ def test_async_cache_refreshes_entries_in_use_before_they_expire() -> None:
 
             return load
 
-        assert await cache.get("used", loader("used")) == 1
-        assert await cache.get("idle", loader("idle")) == 2
-        assert await cache.get("used", loader("used")) == 1  # read since stored
+        assert await cache.get("used", loader("used")) == 1  # loaded for a request: in use
         now[0] = 5.0
-        assert cache.refresh_expiring(2.0) == 0  # 5 s left on both: nothing due
+        assert cache.refresh_expiring(2.0) == 0  # 5 s left: nothing due
         now[0] = 8.5
-        assert cache.refresh_expiring(2.0) == 1  # only the entry in use
-        await asyncio.sleep(0.01)
-        assert loads == ["used", "idle", "used"]
-        now[0] = 12.0  # past the first load's expiry, within the refreshed one's
-        assert await cache.get("used", loader("used")) == 3
-        await asyncio.sleep(0.01)
-        assert loads == ["used", "idle", "used"]  # no load started by the request
-        now[0] = 18.0  # the refreshed entry was read, the idle one never was
         assert cache.refresh_expiring(2.0) == 1
         await asyncio.sleep(0.01)
-        assert loads == ["used", "idle", "used", "used"]
+        assert loads == ["used", "used"]
+        now[0] = 12.0  # past the first load's expiry, within the refreshed one's
+        assert await cache.get("used", loader("used")) == 2  # read since the refresh stored it
+        await asyncio.sleep(0.01)
+        assert loads == ["used", "used"]  # no load started by the request
+        now[0] = 18.0
+        assert cache.refresh_expiring(2.0) == 1
+        await asyncio.sleep(0.01)
+        assert loads == ["used", "used", "used"]
+        now[0] = 27.0  # refreshed at 18 and not read since: left to lapse
+        assert cache.refresh_expiring(2.0) == 0
+        now[0] = 40.0  # gone past twice its time to live: the next request loads it again
+        assert await cache.get("used", loader("used")) == 4
 
     asyncio.run(scenario())
 
