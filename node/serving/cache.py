@@ -12,8 +12,9 @@ A process with a clock of its own (the gateway's chain watcher, the worker's ser
 also call :meth:`AsyncCache.refresh_expiring` on every tick: entries a request used since they
 were stored (loaded for it, or read) are reloaded shortly *before* they expire, so the refresh
 no longer starts inside the request that finds the entry stale. An entry stored by such a
-refresh and not read since is left to expire: the work stays bounded by what requests use. That matters because a refresh is Python (web3.py) work holding the GIL:
-started beside a request's eager prefill it delayed the first token by 100–300 ms.
+refresh and not read since is left to expire: the work stays bounded by what requests use.
+That matters because a refresh is Python (web3.py) work holding the GIL: started beside a
+request's eager prefill it delayed the first token by 100–750 ms.
 """
 
 from __future__ import annotations
