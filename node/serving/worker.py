@@ -29,10 +29,11 @@ class WorkerServing(Service):
     """The worker's serving runtime: mounts the OpenAI routes, keeps the chain answers in use
     fresh, and unloads models on stop.
 
-    Every ``refresh_every_s`` it reloads the resolutions and access answers that requests read
-    and that expire within two ticks (:meth:`Catalog.refresh_expiring`), as the gateway does on
-    its watcher's tick: otherwise the request that finds one stale starts the reload, and that
-    web3.py work holds the GIL beside the request's own forward pass.
+    Every ``refresh_every_s`` it reloads the resolutions and access answers that requests used
+    (loaded for them, or read) and that expire within two ticks
+    (:meth:`Catalog.refresh_expiring`), as the gateway does on its watcher's tick: otherwise the
+    request that finds one stale starts the reload, and that web3.py work holds the GIL beside
+    the request's own forward pass.
     """
 
     name = "serving"
