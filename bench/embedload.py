@@ -172,21 +172,14 @@ async def _load(url: str, model: str, requests: int, concurrency: int) -> tuple[
 def load(url: str, model: str, requests: int, concurrency: int) -> tuple[float, float, float]:
     """Texts/s, p50 and p99 latency (ms) of ``requests`` one-text requests over ``concurrency``
     keep-alive connections."""
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    from node.main import _event_loop  # uvloop where installed, as the servers measured use
+
+    with asyncio.Runner(loop_factory=_event_loop) as runner:
         rate, latencies = runner.run(_load(url, model, requests, concurrency))
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
     return rate, p50, p99
-
-
-def _loop_factory() -> Any:
-    """uvloop's loop where installed (the servers measured use it too), else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 def warm(url: str, model: str, concurrency: int) -> None:

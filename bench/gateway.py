@@ -93,8 +93,9 @@ class RawPeer:
     """:class:`RawGeneration` in a process of its own, measured on request.
 
     Not in the bench process: that process also hosts the embedded chain (eth-tester, in a
-    thread), which the gateway's watcher polls every second, and eager decode needs the GIL for
-    every op, so the peer would pay for the chain while the gateway (its own process) does not.
+    thread) that the gateway's watcher polls every second, and eager decode needs the GIL for
+    every op, so a peer there would share the GIL with the chain while the gateway (its own
+    process) does not. (Moving it out did not close the gap: the gateway still decoded faster.)
     """
 
     CHILD = (
