@@ -1,9 +1,12 @@
 """Benchmark the worker node.
 
 Part (a), chain overhead: trivial INFER jobs through the whole on-chain lifecycle on a real anvil.
-    1. Start anvil on a free 127.0.0.1 port (``tests/devnet.py``: anvil + the 1 s chain
-       heartbeat + the contracts), push tiny-gpt2, fund ``--requesters`` fresh accounts.
-    2. For each worker count in ``--workers``: start that many ``anchorml node run`` processes,
+    1. For each worker count in ``--workers``, start a fresh anvil on a free 127.0.0.1 port
+       (``tests/devnet.py``: anvil + the 1 s chain heartbeat + the contracts), push tiny-gpt2,
+       fund ``--requesters`` fresh accounts. Anvil slows as its chain grows (about 250 tx/s at
+       block 700, 100 at block 3,000, 36 at block 7,400 on this machine, with no worker
+       running), so each worker count starts from the same chain length.
+    2. Start that many ``anchorml node run`` processes,
        run ``--warmup`` untimed jobs (model fetch and first load), then ``--repeat`` timed runs
        of ``--jobs`` jobs. Inputs and params are uploaded before the clock starts; requester
        threads then create the jobs as fast as the chain takes them, a watcher polls
@@ -18,8 +21,9 @@ Part (a), chain overhead: trivial INFER jobs through the whole on-chain lifecycl
        claim, submit), so the ceiling in jobs/s is ceiling tx/s / 3.
     4. Print a markdown table per run: how long creating the jobs took, jobs/s, p50/p95 latency
        (create sent → finalization seen), transactions per job counted from the blocks, CPU per
-       job of the workers and of anvil, the adjacent ceiling, the ratio of jobs/s to it, and
-       the 1-minute load average; then the median and range per worker count.
+       job of the workers and of anvil, the adjacent ceiling, the ratio of jobs/s to it, the
+       1-minute load average and the chain's block number at the start; then the median and
+       range per worker count.
 
 Part (b), dynamic batching through the worker HTTP endpoint: see ``bench/embedload.py``.
 
@@ -85,6 +89,7 @@ class Run:
     note: str = ""
     ceiling: Ceiling | None = None  # measured right before the run
     load: float = 0.0  # 1-minute load average when the run started
+    height: int = 0  # the chain's block number when the run started
 
     @property
     def ceiling_jobs_per_s(self) -> float:
@@ -439,6 +444,7 @@ def part_a(args: argparse.Namespace) -> None:
     from eth_account import Account
     from eth_utils import keccak
 
+    from registry.chain.connection import connect
     from registry.clients import Access
     from registry.clients.models import version_id
     from registry.jobio import publish_params
@@ -451,24 +457,27 @@ def part_a(args: argparse.Namespace) -> None:
         params = {"task": "generate", "max_new_tokens": 1}
     worker_counts = [int(w) for w in args.workers.split(",")]
     runs: list[Run] = []
-    with _devnet(args.keep) as net:
-        owner = net.sdk(OWNER)
-        source = Path(shutil.copytree(demo.cached_model(model), net.root / model))
-        push(owner, source, model, "v1", access=Access.PUBLIC, license="MIT")
-        requesters = [
-            Account.from_key(keccak(f"anchorml bench requester {i}".encode()))
-            for i in range(args.requesters)
-        ]
-        _fund(net, requesters)
-        bench = Bench(
-            net=net,
-            requesters=requesters,
-            version_id=version_id(model, "v1"),
-            params_hash=publish_params(owner.store, params),
-            task=args.task,
-            store=owner.store,
-        )
-        for workers in worker_counts:
+    for workers in worker_counts:
+        # A fresh anvil per worker count: anvil's own speed falls as its chain grows (each
+        # ceiling measurement alone adds hundreds of blocks), so a later worker count would
+        # otherwise run on a slower chain than an earlier one.
+        with _devnet(args.keep) as net:
+            owner = net.sdk(OWNER)
+            source = Path(shutil.copytree(demo.cached_model(model), net.root / model))
+            push(owner, source, model, "v1", access=Access.PUBLIC, license="MIT")
+            requesters = [
+                Account.from_key(keccak(f"anchorml bench requester {i}".encode()))
+                for i in range(args.requesters)
+            ]
+            _fund(net, requesters)
+            bench = Bench(
+                net=net,
+                requesters=requesters,
+                version_id=version_id(model, "v1"),
+                params_hash=publish_params(owner.store, params),
+                task=args.task,
+                store=owner.store,
+            )
             _start_workers(bench, workers, f"n{workers}", args.torch_threads)
             warm = run_batch(bench, workers, max(args.warmup, workers), args.timeout)
             if warm.note:
@@ -476,13 +485,14 @@ def part_a(args: argparse.Namespace) -> None:
             for r in range(args.repeat):
                 load = os.getloadavg()[0]
                 ceiling = measure_ceiling(net.url, requesters, args.ceiling_s)
+                height = int(connect(net.url).w3.eth.block_number)
                 run = run_batch(bench, workers, args.jobs, args.timeout)
-                run.ceiling, run.load = ceiling, load
+                run.ceiling, run.load, run.height = ceiling, load, height
                 runs.append(run)
                 print(
                     f"  {workers} worker(s), run {r + 1}: {run.jobs_per_s:.2f} jobs/s "
                     f"({run.finalized}/{run.jobs} in {run.seconds:.1f} s; ceiling "
-                    f"{ceiling.tx_per_s:.0f} tx/s) {run.note}",
+                    f"{ceiling.tx_per_s:.0f} tx/s; chain at block {height}) {run.note}",
                     file=sys.stderr,
                 )
             net.stop_nodes()
@@ -503,9 +513,9 @@ def _report_a(args: argparse.Namespace, runs: list[Run]) -> None:
     )
     print(
         "| workers | run | jobs | s | created in s | jobs/s | p50 s | p95 s | tx/job "
-        "| CPU ms/job: workers | anvil | ceiling jobs/s | vs ceiling | load 1m |"
+        "| CPU ms/job: workers | anvil | ceiling jobs/s | vs ceiling | load 1m | block |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for workers in sorted({r.workers for r in runs}):
         mine = [r for r in runs if r.workers == workers]
         for i, r in enumerate(mine, 1):
@@ -515,7 +525,7 @@ def _report_a(args: argparse.Namespace, runs: list[Run]) -> None:
                 f"| {r.latency(0.5):.2f} | {r.latency(0.95):.2f} "
                 f"| {r.tx_per_job:.2f} | {1000 * r.worker_cpu_s / max(1, r.finalized):.0f} "
                 f"| {1000 * r.anvil_cpu_s / max(1, r.finalized):.0f} "
-                f"| {r.ceiling_jobs_per_s:.1f} | {r.ratio:.0%} | {r.load:.1f} |"
+                f"| {r.ceiling_jobs_per_s:.1f} | {r.ratio:.0%} | {r.load:.1f} | {r.height} |"
                 f"{' ' + r.note if r.note else ''}"
             )
         rates = [r.jobs_per_s for r in mine]
@@ -525,7 +535,7 @@ def _report_a(args: argparse.Namespace, runs: list[Run]) -> None:
         print(
             f"| **{workers}** | **median** | | | | **{statistics.median(rates):.2f}** "
             f"({min(rates):.2f}–{max(rates):.2f}) | {p50:.2f} | {p95:.2f} | | | | {ceil:.1f} "
-            f"| **{statistics.median(r.ratio for r in mine):.0%}** | |"
+            f"| **{statistics.median(r.ratio for r in mine):.0%}** | | |"
         )
 
 
