@@ -3,6 +3,8 @@
 Shared by the worker's router and the gateway's in-process path, so both answer identically.
 Responses are built as plain dicts and encoded once (large float arrays make pydantic
 serialization the bottleneck); their shapes are the models of :mod:`node.serving.schemas`.
+Embedding answers keep their float32 arrays and are encoded by orjson, which writes each float
+in the shortest form that reads back to the same float32.
 
 Streaming (``stream: true``) answers Server-Sent Events: a first chunk with the assistant role,
 one chunk per decoded piece of text, a chunk with ``finish_reason``, optionally a usage chunk
@@ -70,6 +72,14 @@ def json_response(body: dict[str, Any], status: int = 200) -> Response:
     return Response(dumps(body), status_code=status, media_type="application/json")
 
 
+def dumps_arrays(value: Any) -> bytes:
+    """Compact JSON bytes of a document holding numpy arrays (written as lists of numbers).
+    Its integers must fit in 64 bits (orjson's limit), so wei amounts go through :func:`dumps`."""
+    import orjson
+
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 def sse(value: Any) -> bytes:
     """One Server-Sent Event carrying ``value`` as JSON."""
     return b"data: " + dumps(value) + b"\n\n"
@@ -131,17 +141,26 @@ def completion_body(
 
 
 def embedding_body(
-    model: str, vectors: list[Any], tokens: int, encoding: str, **extra: Any
+    model: str,
+    vectors: list[Any],
+    tokens: int,
+    encoding: str,
+    *,
+    arrays: bool = False,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """An embeddings ``list``; ``vectors`` are float32 arrays or float lists."""
+    """An embeddings ``list``; ``vectors`` are float32 arrays or float lists. With ``arrays``
+    float vectors stay float32 arrays, for :func:`dumps_arrays`; otherwise they become lists."""
     import numpy as np
 
     data = []
     for i, vector in enumerate(vectors):
-        array = np.asarray(vector, dtype="<f4")
+        array = np.ascontiguousarray(vector, dtype="<f4")
         value: Any = (
             base64.b64encode(array.tobytes()).decode("ascii")
             if encoding == "base64"
+            else array
+            if arrays
             else array.tolist()
         )
         data.append({"object": "embedding", "index": i, "embedding": value})
@@ -234,11 +253,11 @@ class OpenAIService:
             )
         tokens = sum(count for _, count in results)
         vectors: list[np.ndarray] = [vector for vector, _ in results]
-        body = embedding_body(target.ref, vectors, tokens, req.encoding_format)
+        body = embedding_body(target.ref, vectors, tokens, req.encoding_format, arrays=True)
         self.runtime.metrics.requests.labels(endpoint="embeddings").observe(
             time.perf_counter() - started
         )
-        return json_response(body)
+        return Response(dumps_arrays(body), media_type="application/json")
 
     async def classifications(self, target: Target, req: ClassificationRequest) -> Response:
         """``/v1/classifications``."""
