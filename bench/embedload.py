@@ -309,9 +309,11 @@ def compare(
 ) -> Comparison:
     """Measure every in-process way and every ``name → (url, model)`` server, ``repeat`` rounds.
 
-    Each round starts once the machine is quiet (see :func:`wait_quiet`) and measures every
-    configuration back to back — the in-process ways first in even rounds, the servers first in
-    odd ones — so the ratios of one round share their conditions and a drift within a round
+    The first server is the subject, the others its peers. Each round starts once the machine
+    is quiet (see :func:`wait_quiet`) and measures every configuration back to back: peers, the
+    in-process ways, the subject in even rounds, and the reverse in odd ones. The subject thus
+    always runs right next to the in-process ways (whose last is the traced one-batch-per-core
+    way that sets the ceiling in practice), not behind a slow peer, and a drift within a round
     favours neither side. :func:`table` reports medians of those per-round ratios.
     """
     from node.serving.lanes import default_lanes
@@ -325,22 +327,24 @@ def compare(
         warm(url, model, concurrency)
         print(f"  warmed {name}", file=sys.stderr)
 
-    def measure_inprocess() -> None:
-        for name, (lanes, batch, trace) in inprocess.items():
+    def measure(name: str) -> None:
+        if name in inprocess:
+            lanes, batch, trace = inprocess[name]
             results[name].texts_per_s.append(ceiling(model_dir, batch, ceiling_s, lanes, trace))
+            return
+        url, model = servers[name]
+        rate, p50, p99 = load(url, model, requests, concurrency)
+        results[name].texts_per_s.append(rate)
+        results[name].p50_ms.append(p50)
+        results[name].p99_ms.append(p99)
 
-    def measure_servers() -> None:
-        for name, (url, model) in servers.items():
-            rate, p50, p99 = load(url, model, requests, concurrency)
-            results[name].texts_per_s.append(rate)
-            results[name].p50_ms.append(p50)
-            results[name].p99_ms.append(p99)
-
+    subject, *peers = servers
+    order = [*peers, *inprocess, subject]
     for round_no in range(repeat):
         run.idle_before.append(wait_quiet())
         ticks = cpu_ticks()
-        for step in (measure_inprocess, measure_servers)[:: 1 if round_no % 2 == 0 else -1]:
-            step()
+        for name in order if round_no % 2 == 0 else order[::-1]:
+            measure(name)
         run.steal_during.append(steal_share(ticks, cpu_ticks()))
         line = ", ".join(f"{n} {r.texts_per_s[-1]:.0f}/s" for n, r in results.items())
         print(f"  round {round_no + 1}/{repeat}: {line} (idle before: {run.idle_before[-1]:.0%}, "
