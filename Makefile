@@ -69,6 +69,7 @@ slither: env npm
 
 bench: env npm
 	$(PY) bench/gas.py
+	$(PY) bench/chain.py
 	$(PY) bench/store.py
 	$(PY) bench/node.py
 	$(PY) bench/gateway.py
