@@ -3,15 +3,13 @@ validated at start-up (cross-field: a signing key is required, served models par
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from registry.config import DEFAULT_RPC_URL, Settings
-from registry.errors import ConfigError
+from registry.config import DEFAULT_RPC_URL, Settings, load_config_file
 
 JOB_KINDS = ("INFER", "TRAIN", "FINETUNE", "EVAL", "COMPRESS")
 
@@ -106,22 +104,4 @@ def load_config(path: Path | None = None, **overrides: Any) -> NodeConfig:
     Raises:
         ConfigError: unreadable file or invalid values (the message names the setting).
     """
-    import os
-
-    from pydantic import ValidationError
-
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            values = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read node config {path}: {exc}") from None
-    env_keys = {k[len("ANCHORML_") :].lower() for k in os.environ if k.startswith("ANCHORML_")}
-    values = {k: v for k, v in values.items() if k not in env_keys}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return NodeConfig(**values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise ConfigError(f"invalid node config: {where}: {first['msg']}") from None
+    return load_config_file(NodeConfig, path, "ANCHORML_", "node config", overrides)

@@ -4,15 +4,13 @@ command-line overrides, validated at start-up. Chain, store and key settings are
 
 from __future__ import annotations
 
-import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from registry.errors import ConfigError
+from registry.config import load_config_file
 
 ENV_PREFIX = "ANCHORML_GATEWAY_"
 
@@ -90,18 +88,4 @@ def load_config(path: Path | None = None, **overrides: Any) -> GatewayConfig:
     Raises:
         ConfigError: unreadable file or invalid values (the message names the setting).
     """
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            values = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read gateway config {path}: {exc}") from None
-    env_keys = {k[len(ENV_PREFIX) :].lower() for k in os.environ if k.startswith(ENV_PREFIX)}
-    values = {k: v for k, v in values.items() if k not in env_keys}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return GatewayConfig(**values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise ConfigError(f"invalid gateway config: {where}: {first['msg']}") from None
+    return load_config_file(GatewayConfig, path, ENV_PREFIX, "gateway config", overrides)
