@@ -9,12 +9,16 @@ hands each test that world inside a snapshot that is reverted afterwards.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 pytest.register_assert_rewrite("chainfix")
 
 from chainfix import World, make_world  # noqa: E402
+
+if TYPE_CHECKING:
+    from gatewayfix import GatewayNet
 
 BACKENDS = ("eth-tester", "anvil")
 
@@ -40,3 +44,12 @@ def env(world: World) -> Iterator[World]:
     """The deployed world, reverted to its base state after the test."""
     with world.isolated():
         yield world
+
+
+@pytest.fixture(scope="session")
+def gateway_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNet]:
+    """One devnet with the gateway tests' models published, shared by the whole session."""
+    from gatewayfix import GatewayNet
+
+    with GatewayNet(tmp_path_factory.mktemp("gateway-devnet")) as built:
+        yield built

@@ -146,26 +146,6 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
     raise AssertionError(f"{url} did not answer in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
-_shared: GatewayNet | None = None
-
-
-def shared_net(root_factory: Any) -> tuple[GatewayNet, bool]:
-    """The session's devnet (built on first use); True when this call built it."""
-    global _shared
-    if _shared is not None:
-        return _shared, False
-    _shared = GatewayNet(root_factory.mktemp("gateway-devnet")).__enter__()
-    return _shared, True
-
-
-def close_shared() -> None:
-    """Tear the session's devnet down."""
-    global _shared
-    if _shared is not None:
-        _shared.__exit__(None, None, None)
-        _shared = None
-
-
 class ThreadServer:
     """A uvicorn server for an app in a background thread (a real socket, in this process)."""
 

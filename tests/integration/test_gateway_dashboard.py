@@ -20,9 +20,7 @@ from gatewayfix import (
     MINILM,
     GatewayNet,
     ThreadServer,
-    close_shared,
     linked_copy,
-    shared_net,
 )
 
 from registry.clients import ContentRef
@@ -35,35 +33,27 @@ SCRIPT = Path(__file__).with_name("dashboard_shot.cjs")
 NODE = 5
 
 
-@pytest.fixture(scope="session")
-def net(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> GatewayNet:
-    built, first = shared_net(tmp_path_factory)
-    if first:
-        request.addfinalizer(close_shared)
-    return built
-
-
 @pytest.fixture(scope="module")
-def server(net: GatewayNet) -> Iterator[ThreadServer]:
-    with ThreadServer(net.app(rate_limit_per_s=0)) as running:
+def server(gateway_net: GatewayNet) -> Iterator[ThreadServer]:
+    with ThreadServer(gateway_net.app(rate_limit_per_s=0)) as running:
         yield running
 
 
-def _populate(net: GatewayNet, url: str) -> int:
+def _populate(gateway_net: GatewayNet, url: str) -> int:
     """A derived version, a staked node serving MiniLM, and a job it delivers (plus an open one)."""
-    owner = net.sdk(OWNER)
+    owner = gateway_net.sdk(OWNER)
     if not owner.models.exists("minilm-tuned", "v1"):
         push(
             owner,
-            linked_copy("minilm", net.root / "m-tuned"),
+            linked_copy("minilm", gateway_net.root / "m-tuned"),
             "minilm-tuned",
             "v1",
             parent=f"{MINILM}@v1",
         )
-    node = net.sdk(NODE)
+    node = gateway_net.sdk(NODE)
     node.nodes.register("http://127.0.0.1:9", b"\x02" * 33, stake_wei=node.nodes.min_stake())
     node.nodes.set_serving([node.models.resolve(MINILM).version_id], True)
-    auth = {"Authorization": f"Bearer {net.token(USER)}"}
+    auth = {"Authorization": f"Bearer {gateway_net.token(USER)}"}
     job = {
         "kind": "infer", "model": MINILM, "input": {"texts": ["hi"]},
         "params": {"task": "embed"}, "reward_wei": 10**15,
@@ -84,8 +74,10 @@ def _populate(net: GatewayNet, url: str) -> int:
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node.js is needed for playwright-core")
-def test_dashboard_renders_live_data(net: GatewayNet, server: ThreadServer, tmp_path: Path) -> None:
-    delivered = _populate(net, server.url)
+def test_dashboard_renders_live_data(
+    gateway_net: GatewayNet, server: ThreadServer, tmp_path: Path
+) -> None:
+    delivered = _populate(gateway_net, server.url)
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "dashboard.png"
     proc = subprocess.run(
@@ -101,6 +93,6 @@ def test_dashboard_renders_live_data(net: GatewayNet, server: ThreadServer, tmp_
     job_row = next(r for r in page["jobs"] if r.split("\t")[0] == str(delivered))
     assert "finalized" in job_row and "bafk" in job_row
     assert any("open" in r for r in page["jobs"])
-    node_row = next(r for r in page["nodes"] if r.startswith(net.address(NODE)[:8]))
+    node_row = next(r for r in page["nodes"] if r.startswith(gateway_net.address(NODE)[:8]))
     assert "\t1\t" in node_row  # one delivery
     assert shot.stat().st_size > 20_000

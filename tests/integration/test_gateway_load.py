@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from devnet import USER
-from gatewayfix import CHAT, GATEWAY, MINILM, GatewayNet, close_shared, shared_net
+from gatewayfix import CHAT, GATEWAY, MINILM, GatewayNet
 
 from registry.chain.events import iter_events
 from registry.clients import JobStatus
@@ -26,21 +26,13 @@ CLIENTS = 64
 SECONDS = float(os.environ.get("ANCHORML_LOAD_S", "15"))
 
 
-@pytest.fixture(scope="session")
-def net(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> GatewayNet:
-    built, first = shared_net(tmp_path_factory)
-    if first:
-        request.addfinalizer(close_shared)
-    return built
-
-
 @pytest.fixture(scope="module")
-def url(net: GatewayNet) -> Iterator[str]:
+def url(gateway_net: GatewayNet) -> Iterator[str]:
     """A gateway process of its own (the chain and the clients live in this one)."""
-    yield net.serve_gateway(
+    yield gateway_net.serve_gateway(
         "gw-load", rate_limit_per_s="0", max_tokens_cap="8", default_max_tokens="8"
     )
-    net.stop_gateways()
+    gateway_net.stop_gateways()
 
 
 async def _client(
@@ -79,13 +71,13 @@ async def _client(
                 jobs.append(int(response.json()["job_id"]))
 
 
-def test_64_clients_no_errors_no_lost_or_duplicated_job(net: GatewayNet, url: str) -> None:
-    chain = net.sdk(None)
+def test_64_clients_no_errors_no_lost_or_duplicated_job(gateway_net: GatewayNet, url: str) -> None:
+    chain = gateway_net.sdk(None)
     first_block = chain.chain.w3.eth.block_number + 1
     latencies: dict[str, list[float]] = {}
     jobs: list[int] = []
     failures: list[str] = []
-    token = net.token(USER)
+    token = gateway_net.token(USER)
     for warm in ({"model": CHAT, "messages": [{"role": "user", "content": "x"}]},):
         httpx.post(f"{url}/v1/chat/completions", json=warm, timeout=120).raise_for_status()
     httpx.post(f"{url}/v1/embeddings", json={"model": MINILM, "input": "x"}, timeout=120)
@@ -112,11 +104,11 @@ def test_64_clients_no_errors_no_lost_or_duplicated_job(net: GatewayNet, url: st
         int(ev["args"]["jobId"])
         for ev in iter_events(
             chain.chain, chain.jobs.contract.events.JobCreated, first_block,
-            argument_filters={"requester": net.address(GATEWAY)},
+            argument_filters={"requester": gateway_net.address(GATEWAY)},
         )
     }  # fmt: skip
     assert created == set(jobs)  # nothing lost, nothing created twice
-    gateway = net.sdk(GATEWAY)
+    gateway = gateway_net.sdk(GATEWAY)
     for job_id in jobs:  # refund what no worker took
         if gateway.jobs.status(job_id) == JobStatus.OPEN:
             gateway.jobs.cancel(job_id)

@@ -17,36 +17,29 @@ import httpx
 import openai
 import pytest
 from devnet import REQUESTER, USER
-from gatewayfix import CHAT, GATED, MINILM, GatewayNet, close_shared, shared_net
+from gatewayfix import CHAT, GATED, MINILM, GatewayNet
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
-@pytest.fixture(scope="session")
-def net(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> GatewayNet:
-    built, first = shared_net(tmp_path_factory)
-    if first:
-        request.addfinalizer(close_shared)
-    return built
-
-
 @pytest.fixture(scope="module")
-def url(net: GatewayNet) -> Iterator[str]:
-    yield net.serve_gateway("gw-server", rate_limit_per_s="0")
-    net.stop_gateways()
+def url(gateway_net: GatewayNet) -> Iterator[str]:
+    yield gateway_net.serve_gateway("gw-server", rate_limit_per_s="0")
+    gateway_net.stop_gateways()
 
 
-def _cli_token(net: GatewayNet, key_index: int) -> str:
+def _cli_token(gateway_net: GatewayNet, key_index: int) -> str:
     anchorml = Path(sys.executable).with_name("anchorml")
     proc = subprocess.run(
         [str(anchorml), "auth", "token", "--ttl", "1h"],
-        env=net.devnet.env(key_index), capture_output=True, text=True, timeout=120, check=True,
+        env=gateway_net.devnet.env(key_index), capture_output=True, text=True, timeout=120,
+        check=True,
     )  # fmt: skip
     return proc.stdout.strip()
 
 
-def test_auth_token_cli_prints_only_a_token(net: GatewayNet) -> None:
-    token = _cli_token(net, USER)
+def test_auth_token_cli_prints_only_a_token(gateway_net: GatewayNet) -> None:
+    token = _cli_token(gateway_net, USER)
     assert re.fullmatch(r"amlt1\.[A-Za-z0-9_-]+\.[0-9a-f]{130}", token), token
 
 
@@ -86,17 +79,17 @@ def test_openai_client_embeddings_chat_and_streaming(url: str) -> None:
 
 
 def test_openai_client_on_a_gated_model_needs_a_token_with_access(
-    net: GatewayNet, url: str
+    gateway_net: GatewayNet, url: str
 ) -> None:
     anonymous = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-anything")
     with pytest.raises(openai.AuthenticationError) as missing:
         anonymous.embeddings.create(model=GATED, input="x")
     assert missing.value.code == "missing_token"
-    outsider = openai.OpenAI(base_url=f"{url}/v1", api_key=_cli_token(net, REQUESTER))
+    outsider = openai.OpenAI(base_url=f"{url}/v1", api_key=_cli_token(gateway_net, REQUESTER))
     with pytest.raises(openai.PermissionDeniedError) as denied:
         outsider.embeddings.create(model=GATED, input="x")
     assert denied.value.code == "no_access"
-    allowed = openai.OpenAI(base_url=f"{url}/v1", api_key=_cli_token(net, USER))
+    allowed = openai.OpenAI(base_url=f"{url}/v1", api_key=_cli_token(gateway_net, USER))
     assert len(allowed.embeddings.create(model=GATED, input="x").data[0].embedding) == 384
     with pytest.raises(openai.NotFoundError) as unknown:
         allowed.embeddings.create(model="no-such-model", input="x")

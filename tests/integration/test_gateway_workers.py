@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from devnet import USER
-from gatewayfix import CHAT, GATED, GATEWAY, MINILM, GatewayNet, close_shared, shared_net
+from gatewayfix import CHAT, GATED, GATEWAY, MINILM, GatewayNet
 
 from registry.clients import JobStatus
 
@@ -23,26 +23,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 WORKERS = {"w-a": 7, "w-b": 8}
 
 
-@pytest.fixture(scope="session")
-def net(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> GatewayNet:
-    built, first = shared_net(tmp_path_factory)
-    if first:
-        request.addfinalizer(close_shared)
-    return built
-
-
 @pytest.fixture(scope="module")
-def url(net: GatewayNet) -> Iterator[str]:
+def url(gateway_net: GatewayNet) -> Iterator[str]:
     serves = {"w-a": [f"{MINILM}@v1", f"{CHAT}@v1"], "w-b": [f"{MINILM}@v1"]}
     for name, key in WORKERS.items():
-        net.devnet.start_node(
-            name, key, serves[name], kinds='["INFER"]', data_dir=str(net.root / f"{name}-data")
+        gateway_net.devnet.start_node(
+            name,
+            key,
+            serves[name],
+            kinds='["INFER"]',
+            data_dir=str(gateway_net.root / f"{name}-data"),
         )  # own model cache each: see the report on ModelCache races across processes
     for name in WORKERS:
-        net.devnet.wait_log(name, " up: ", timeout=300)
-    yield net.serve_gateway("gw-workers", inprocess="false", rate_limit_per_s="0")
-    net.stop_gateways()
-    net.devnet.stop_nodes()  # later modules must not see these workers take their jobs
+        gateway_net.devnet.wait_log(name, " up: ", timeout=300)
+    yield gateway_net.serve_gateway("gw-workers", inprocess="false", rate_limit_per_s="0")
+    gateway_net.stop_gateways()
+    gateway_net.devnet.stop_nodes()  # later modules must not see these workers take their jobs
 
 
 def _worker_urls(url: str) -> dict[str, str]:
@@ -56,9 +52,11 @@ def _metric(text: str, name: str, labels: str = "") -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def test_direct_requests_are_balanced_over_the_serving_workers(net: GatewayNet, url: str) -> None:
+def test_direct_requests_are_balanced_over_the_serving_workers(
+    gateway_net: GatewayNet, url: str
+) -> None:
     workers = _worker_urls(url)
-    assert {net.address(k) for k in WORKERS.values()} <= set(workers)
+    assert {gateway_net.address(k) for k in WORKERS.values()} <= set(workers)
     for _ in range(8):
         response = httpx.post(
             f"{url}/v1/embeddings", json={"model": MINILM, "input": "hi"}, timeout=120
@@ -66,7 +64,7 @@ def test_direct_requests_are_balanced_over_the_serving_workers(net: GatewayNet, 
         assert response.status_code == 200, response.text
     counts = []
     for key in WORKERS.values():
-        text = httpx.get(f"{workers[net.address(key)]}/metrics").text
+        text = httpx.get(f"{workers[gateway_net.address(key)]}/metrics").text
         counts.append(_metric(text, "anchorml_inference_seconds_count", '{endpoint="embeddings"}'))
     assert all(c >= 2 for c in counts), counts
     gateway = httpx.get(f"{url}/metrics").text
@@ -88,19 +86,19 @@ def test_streamed_chat_is_relayed_from_the_worker(url: str) -> None:
     assert text == whole["choices"][0]["message"]["content"]
 
 
-def test_a_version_no_worker_serves_is_503_no_worker(net: GatewayNet, url: str) -> None:
+def test_a_version_no_worker_serves_is_503_no_worker(gateway_net: GatewayNet, url: str) -> None:
     # the access check reads the chain: httpx's 5 s default timed out once under load
     response = httpx.post(
         f"{url}/v1/embeddings", json={"model": GATED, "input": "x"},
-        headers={"Authorization": f"Bearer {net.token(USER)}"}, timeout=60,
+        headers={"Authorization": f"Bearer {gateway_net.token(USER)}"}, timeout=60,
     )  # fmt: skip
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "no_worker"
 
 
-def test_a_worker_refuses_versions_it_does_not_serve(net: GatewayNet, url: str) -> None:
+def test_a_worker_refuses_versions_it_does_not_serve(gateway_net: GatewayNet, url: str) -> None:
     workers = _worker_urls(url)
-    only_minilm = workers[net.address(WORKERS["w-b"])]
+    only_minilm = workers[gateway_net.address(WORKERS["w-b"])]
     body = {"model": f"{CHAT}@v1", "messages": [{"role": "user", "content": "x"}]}
     response = httpx.post(f"{only_minilm}/v1/chat/completions", json=body, timeout=60)
     assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_served"
@@ -110,7 +108,7 @@ def test_a_worker_refuses_versions_it_does_not_serve(net: GatewayNet, url: str) 
 
 @pytest.mark.parametrize("redundancy", [1, 2])
 def test_onchain_embeddings_come_back_verified_with_a_receipt(
-    net: GatewayNet, url: str, redundancy: int
+    gateway_net: GatewayNet, url: str, redundancy: int
 ) -> None:
     texts = ["anchored on chain", f"redundancy {redundancy}"]
     direct = httpx.post(
@@ -125,10 +123,10 @@ def test_onchain_embeddings_come_back_verified_with_a_receipt(
     assert response.status_code == 200, response.text
     answer = response.json()
     receipt = answer["anchorml"]
-    chain = net.sdk(None)
+    chain = gateway_net.sdk(None)
     job = chain.jobs.get_job(receipt["job_id"])
     assert job.status == JobStatus.FINALIZED and job.spec.redundancy == redundancy
-    assert job.requester == net.address(GATEWAY)
+    assert job.requester == gateway_net.address(GATEWAY)
     assert job.result is not None and job.result.content.to_cid() == receipt["result_cid"]
     assert receipt["create_tx"].startswith("0x") and receipt["finalize_tx"].startswith("0x")
     for got, want in zip(answer["data"], direct["data"], strict=True):
@@ -150,8 +148,8 @@ def test_onchain_chat_matches_direct_greedy_decoding(url: str) -> None:
     assert onchain["usage"] == direct["usage"]
 
 
-def test_a_stream_cut_at_the_gateway_stops_the_worker(net: GatewayNet, url: str) -> None:
-    worker = _worker_urls(url)[net.address(WORKERS["w-a"])]
+def test_a_stream_cut_at_the_gateway_stops_the_worker(gateway_net: GatewayNet, url: str) -> None:
+    worker = _worker_urls(url)[gateway_net.address(WORKERS["w-a"])]
     body = {
         "model": CHAT, "max_tokens": 1000, "stream": True,
         "messages": [{"role": "user", "content": "Tell me a very long story."}],

@@ -18,7 +18,7 @@ import pytest
 from devnet import KEYS, OWNER, REQUESTER, USER
 from eth_account import Account
 from fastapi.testclient import TestClient
-from gatewayfix import GATED, MINILM, GatewayNet, close_shared, shared_net
+from gatewayfix import GATED, MINILM, GatewayNet
 
 from registry import jobio
 from registry.auth import TokenExpiredError, mint_token, parse_ttl, verify_token
@@ -31,17 +31,9 @@ pytestmark = pytest.mark.timeout(600)
 OUTSIDER = 9  # a dev account no test grants anything but the invalidation test
 
 
-@pytest.fixture(scope="session")
-def net(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> GatewayNet:
-    built, first = shared_net(tmp_path_factory)
-    if first:
-        request.addfinalizer(close_shared)
-    return built
-
-
 @pytest.fixture(scope="module")
-def client(net: GatewayNet) -> Iterator[TestClient]:
-    with TestClient(net.app(rate_limit_per_s=0, watch_interval_s=0.2)) as c:
+def client(gateway_net: GatewayNet) -> Iterator[TestClient]:
+    with TestClient(gateway_net.app(rate_limit_per_s=0, watch_interval_s=0.2)) as c:
         yield c
 
 
@@ -100,24 +92,24 @@ def test_ttl_parsing() -> None:
 
 
 def test_gated_model_without_access_is_403_with_no_inference_and_no_store_read(
-    net: GatewayNet, client: TestClient
+    gateway_net: GatewayNet, client: TestClient
 ) -> None:
     before = _counters(client)
-    status, body = _embed(client, GATED, net.token(REQUESTER))
+    status, body = _embed(client, GATED, gateway_net.token(REQUESTER))
     assert status == 403
     assert body["error"]["code"] == "no_access"  # type: ignore[index]
     assert body["error"]["type"] == "permission_error"  # type: ignore[index]
     for path in ("/v1/chat/completions", "/v1/completions"):
         payload = {"model": GATED, "messages": [{"role": "user", "content": "x"}], "prompt": "x"}
         response = client.post(
-            path, json=payload, headers={"Authorization": f"Bearer {net.token(REQUESTER)}"}
+            path, json=payload, headers={"Authorization": f"Bearer {gateway_net.token(REQUESTER)}"}
         )
         assert response.status_code == 403 and response.json()["error"]["code"] == "no_access"
     assert _counters(client) == before
 
 
-def test_the_same_job_on_chain_reverts_with_no_access(net: GatewayNet) -> None:
-    requester = net.sdk(REQUESTER)
+def test_the_same_job_on_chain_reverts_with_no_access(gateway_net: GatewayNet) -> None:
+    requester = gateway_net.sdk(REQUESTER)
     before = requester.jobs.last_job_id()
     with pytest.raises(rv.NoAccess):
         jobio.submit(
@@ -128,31 +120,31 @@ def test_the_same_job_on_chain_reverts_with_no_access(net: GatewayNet) -> None:
 
 
 def test_sponsored_job_for_a_caller_without_access_is_refused_before_the_chain(
-    net: GatewayNet, client: TestClient
+    gateway_net: GatewayNet, client: TestClient
 ) -> None:
-    before = net.sdk(None).jobs.last_job_id()
+    before = gateway_net.sdk(None).jobs.last_job_id()
     response = client.post(
         "/v1/jobs",
         json={"kind": "infer", "model": GATED, "input": {"texts": ["x"]},
               "params": {"task": "embed"}, "reward_wei": 10**15},
-        headers={"Authorization": f"Bearer {net.token(REQUESTER)}"},
+        headers={"Authorization": f"Bearer {gateway_net.token(REQUESTER)}"},
     )  # fmt: skip
     assert response.status_code == 403 and response.json()["error"]["code"] == "no_access"
-    assert net.sdk(None).jobs.last_job_id() == before
+    assert gateway_net.sdk(None).jobs.last_job_id() == before
 
 
-def test_gated_model_with_access_works(net: GatewayNet, client: TestClient) -> None:
-    status, body = _embed(client, GATED, net.token(USER))
+def test_gated_model_with_access_works(gateway_net: GatewayNet, client: TestClient) -> None:
+    status, body = _embed(client, GATED, gateway_net.token(USER))
     assert status == 200, body
     assert body["model"] == f"{GATED}@v1"
 
 
 @pytest.mark.parametrize("case", ["missing", "expired", "forged", "not-a-bearer"])
-def test_bad_credentials_are_401(net: GatewayNet, client: TestClient, case: str) -> None:
-    good = net.token(USER)
+def test_bad_credentials_are_401(gateway_net: GatewayNet, client: TestClient, case: str) -> None:
+    good = gateway_net.token(USER)
     token = {
         "missing": None,
-        "expired": net.token(USER, ttl_s=60, now=time.time() - 120),
+        "expired": gateway_net.token(USER, ttl_s=60, now=time.time() - 120),
         "forged": good[:-4] + ("0000" if not good.endswith("0000") else "1111"),
         "not-a-bearer": None,
     }[case]
@@ -168,9 +160,9 @@ def test_bad_credentials_are_401(net: GatewayNet, client: TestClient, case: str)
 
 
 def test_an_anchorml_token_is_checked_even_on_public_models(
-    net: GatewayNet, client: TestClient
+    gateway_net: GatewayNet, client: TestClient
 ) -> None:
-    expired = net.token(USER, ttl_s=60, now=time.time() - 120)
+    expired = gateway_net.token(USER, ttl_s=60, now=time.time() - 120)
     status, body = _embed(client, MINILM, expired)
     assert status == 401 and body["error"]["code"] == "token_expired"  # type: ignore[index]
     status, _ = _embed(client, MINILM, "sk-any-openai-style-key")  # not ours: anonymous
@@ -178,14 +170,14 @@ def test_an_anchorml_token_is_checked_even_on_public_models(
 
 
 def test_access_changes_on_chain_reach_the_gateway_through_events(
-    net: GatewayNet, client: TestClient
+    gateway_net: GatewayNet, client: TestClient
 ) -> None:
-    token = net.token(OUTSIDER)
+    token = gateway_net.token(OUTSIDER)
     assert _embed(client, GATED, token)[0] == 403
-    owner = net.sdk(OWNER)
-    owner.models.grant_access(GATED, net.address(OUTSIDER))
+    owner = gateway_net.sdk(OWNER)
+    owner.models.grant_access(GATED, gateway_net.address(OUTSIDER))
     assert _eventually(lambda: _embed(client, GATED, token)[0] == 200)
-    owner.models.revoke_access(GATED, net.address(OUTSIDER))
+    owner.models.revoke_access(GATED, gateway_net.address(OUTSIDER))
     assert _eventually(lambda: _embed(client, GATED, token)[0] == 403)
 
 
@@ -198,9 +190,9 @@ def _eventually(check: object, timeout: float = 10.0) -> bool:
     return False
 
 
-def test_rate_limit_is_per_address_with_retry_after(net: GatewayNet) -> None:
-    with TestClient(net.app(rate_limit_per_s=0.01, rate_limit_burst=2)) as limited:
-        token = net.token(USER)
+def test_rate_limit_is_per_address_with_retry_after(gateway_net: GatewayNet) -> None:
+    with TestClient(gateway_net.app(rate_limit_per_s=0.01, rate_limit_burst=2)) as limited:
+        token = gateway_net.token(USER)
         codes = [_embed(limited, MINILM, token)[0] for _ in range(3)]
         assert codes == [200, 200, 429]
         response = limited.post(
@@ -209,4 +201,6 @@ def test_rate_limit_is_per_address_with_retry_after(net: GatewayNet) -> None:
         )  # fmt: skip
         assert response.json()["error"]["code"] == "rate_limited"
         assert int(response.headers["Retry-After"]) >= 1
-        assert _embed(limited, MINILM, net.token(OWNER))[0] == 200  # another address: own bucket
+        assert (
+            _embed(limited, MINILM, gateway_net.token(OWNER))[0] == 200
+        )  # another address: own bucket

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from devnet import OWNER
 from fastapi.testclient import TestClient
-from gatewayfix import CHAT, MINILM, GatewayNet, close_shared, linked_copy, shared_net
+from gatewayfix import CHAT, MINILM, GatewayNet, linked_copy
 
 from registry.model.package import push
 
@@ -18,17 +18,9 @@ pytestmark = pytest.mark.timeout(600)
 LIMIT = 16_384
 
 
-@pytest.fixture(scope="session")
-def net(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> GatewayNet:
-    built, first = shared_net(tmp_path_factory)
-    if first:
-        request.addfinalizer(close_shared)
-    return built
-
-
 @pytest.fixture(scope="module")
-def client(net: GatewayNet) -> Iterator[TestClient]:
-    app = net.app(rate_limit_per_s=0, max_body_bytes=LIMIT, max_tokens_cap=256)
+def client(gateway_net: GatewayNet) -> Iterator[TestClient]:
+    app = gateway_net.app(rate_limit_per_s=0, max_body_bytes=LIMIT, max_tokens_cap=256)
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 
@@ -105,9 +97,9 @@ def test_unknown_models_are_404_model_not_found(client: TestClient, model: str) 
     )
 
 
-def test_revoked_version_is_410_model_revoked(net: GatewayNet, client: TestClient) -> None:
-    owner = net.sdk(OWNER)
-    push(owner, linked_copy("minilm", net.root / "m-revoked"), "minilm-revoked", "v1")
+def test_revoked_version_is_410_model_revoked(gateway_net: GatewayNet, client: TestClient) -> None:
+    owner = gateway_net.sdk(OWNER)
+    push(owner, linked_copy("minilm", gateway_net.root / "m-revoked"), "minilm-revoked", "v1")
     assert (
         client.post("/v1/embeddings", json={"model": "minilm-revoked@v1", "input": "x"}).status_code
         == 200
@@ -130,8 +122,13 @@ def test_absurd_max_tokens_is_400(client: TestClient, field: str, value: int) ->
         assert response.json()["error"]["code"] == "max_tokens_too_large"
 
 
-def test_context_overflow_is_400(net: GatewayNet, client: TestClient) -> None:
-    push(net.sdk(OWNER), linked_copy("tiny-gpt2", net.root / "m-tiny"), "tiny-gpt2", "v1")
+def test_context_overflow_is_400(gateway_net: GatewayNet, client: TestClient) -> None:
+    push(
+        gateway_net.sdk(OWNER),
+        linked_copy("tiny-gpt2", gateway_net.root / "m-tiny"),
+        "tiny-gpt2",
+        "v1",
+    )
     ok = client.post(
         "/v1/completions", json={"model": "tiny-gpt2", "prompt": "ab", "max_tokens": 4}
     )

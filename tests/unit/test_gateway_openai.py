@@ -11,22 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from gatewayfix import CHAT, MINILM, GatewayNet, close_shared, shared_net
+from gatewayfix import CHAT, MINILM, GatewayNet
 
 pytestmark = pytest.mark.timeout(600)
 
 
-@pytest.fixture(scope="session")
-def net(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> GatewayNet:
-    built, first = shared_net(tmp_path_factory)
-    if first:
-        request.addfinalizer(close_shared)
-    return built
-
-
 @pytest.fixture(scope="module")
-def client(net: GatewayNet) -> Iterator[TestClient]:
-    with TestClient(net.app(rate_limit_per_s=0)) as c:
+def client(gateway_net: GatewayNet) -> Iterator[TestClient]:
+    with TestClient(gateway_net.app(rate_limit_per_s=0)) as c:
         yield c
 
 

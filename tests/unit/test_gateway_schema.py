@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gatewayfix import GatewayNet, ThreadServer, close_shared, shared_net
+from gatewayfix import GatewayNet, ThreadServer
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -33,17 +33,9 @@ CHECKS = ",".join(
 )
 
 
-@pytest.fixture(scope="session")
-def net(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> GatewayNet:
-    built, first = shared_net(tmp_path_factory)
-    if first:
-        request.addfinalizer(close_shared)
-    return built
-
-
 @pytest.fixture(scope="module")
-def server(net: GatewayNet) -> Iterator[ThreadServer]:
-    app = net.app(
+def server(gateway_net: GatewayNet) -> Iterator[ThreadServer]:
+    app = gateway_net.app(
         rate_limit_per_s=0, max_tokens_cap=4, default_max_tokens=4,
         onchain_timeout_s=2, job_deadline_s=60, job_lease_s=30,
     )  # fmt: skip
