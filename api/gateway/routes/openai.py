@@ -153,6 +153,29 @@ def _apply_stops(text: str, stops: tuple[str, ...], finish: str) -> tuple[str, s
     return (text[: min(hits)], "stop") if hits else (text, finish)
 
 
+async def _generate_on_chain(
+    gateway: Gateway,
+    target: Target,
+    job_input: dict[str, Any],
+    params: GenerationParams,
+    task: str,
+    options: OnchainOptions,
+    shape: Callable[..., dict[str, Any]],
+) -> Response:
+    """Run a generation as an on-chain job and answer in ``shape`` (:func:`chat_body` or
+    :func:`completion_body`), stop strings applied, with the job's receipt under ``anchorml``."""
+    job = _job_generation(params, task)
+    gateway.metrics.inference.labels(path="onchain").inc()
+    result, receipt = await gateway.onchain.run(target, job_input, job, options)
+    text, finish = _apply_stops(str(result["text"]), params.stop, str(result["finish_reason"]))
+    used = result.get("usage", {})
+    answer = shape(
+        target.pinned_ref, text, finish, int(used.get("prompt_tokens", 0)),
+        int(used.get("completion_tokens", 0)), anchorml=receipt,
+    )  # fmt: skip
+    return json_response(answer)
+
+
 @router.get("/v1/models", response_model=ModelList)
 async def list_models(gateway: FreshGatewayDep) -> Response:
     """Every model, each version as ``name@tag`` and each alias as ``name@alias``."""
@@ -249,16 +272,9 @@ async def chat_completions(
         raise UnsupportedParameterError(
             "stream is not available with anchorml.mode onchain", "stream"
         )
-    job = _job_generation(params, "chat")
-    gateway.metrics.inference.labels(path="onchain").inc()
-    result, receipt = await gateway.onchain.run(target, {"messages": messages}, job, options)
-    text, finish = _apply_stops(str(result["text"]), params.stop, str(result["finish_reason"]))
-    used = result.get("usage", {})
-    answer = chat_body(
-        target.pinned_ref, text, finish, int(used.get("prompt_tokens", 0)),
-        int(used.get("completion_tokens", 0)), anchorml=receipt,
-    )  # fmt: skip
-    return json_response(answer)
+    return await _generate_on_chain(
+        gateway, target, {"messages": messages}, params, "chat", options, chat_body
+    )
 
 
 @router.post("/v1/completions", response_model=Completion, responses={200: STREAMING})
@@ -276,13 +292,6 @@ async def completions(
         )
     if body.stream or body.echo:
         raise UnsupportedParameterError("stream/echo are not available on chain", "stream")
-    job = _job_generation(params, "generate")
-    gateway.metrics.inference.labels(path="onchain").inc()
-    result, receipt = await gateway.onchain.run(target, {"prompt": prompt}, job, options)
-    text, finish = _apply_stops(str(result["text"]), params.stop, str(result["finish_reason"]))
-    used = result.get("usage", {})
-    answer = completion_body(
-        target.pinned_ref, text, finish, int(used.get("prompt_tokens", 0)),
-        int(used.get("completion_tokens", 0)), anchorml=receipt,
-    )  # fmt: skip
-    return json_response(answer)
+    return await _generate_on_chain(
+        gateway, target, {"prompt": prompt}, params, "generate", options, completion_body
+    )
