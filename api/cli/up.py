@@ -111,7 +111,8 @@ def _print_welcome(net: Devnet, gateway: str, refs: list[str], took: float) -> N
   PY
 
   export ANCHORML_RPC_URL={net.rpc_url} ANCHORML_STORE={s.store_spec} \\
-         ANCHORML_DEPLOYMENT={s.deployment_path} ANCHORML_PRIVATE_KEY={user_key}
+         ANCHORML_DEPLOYMENT={s.deployment_path} ANCHORML_PRIVATE_KEY={user_key} \\
+         ANCHORML_DATA_DIR={net.options.data_dir}
   anchorml model list
   anchorml auth token --ttl 1d      # bearer token for minilm-gated
   anchorml demo                     # the whole story, tx by tx
