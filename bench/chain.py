@@ -44,8 +44,7 @@ def measure(backend: str, calls: int, txs: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, Devnet(Path(tmp), backend=backend) as net:
         sdk = net.sdk(OWNER)
         w3 = sdk.chain.w3
-        contracts = [sdk.models.contract.address, sdk.nodes.contract.address]
-        contracts.append(sdk.jobs.contract.address)
+        contracts = [client.contract.address for client in (sdk.models, sdk.nodes, sdk.jobs)]
 
         def one_block_logs() -> None:
             head = w3.eth.block_number

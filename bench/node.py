@@ -444,7 +444,6 @@ def part_a(args: argparse.Namespace) -> None:
     from eth_account import Account
     from eth_utils import keccak
 
-    from registry.chain.connection import connect
     from registry.clients import Access
     from registry.clients.models import version_id
     from registry.jobio import publish_params
@@ -485,7 +484,7 @@ def part_a(args: argparse.Namespace) -> None:
             for r in range(args.repeat):
                 load = os.getloadavg()[0]
                 ceiling = measure_ceiling(net.url, requesters, args.ceiling_s)
-                height = int(connect(net.url).w3.eth.block_number)
+                height = int(owner.chain.w3.eth.block_number)
                 run = run_batch(bench, workers, args.jobs, args.timeout)
                 run.ceiling, run.load, run.height = ceiling, load, height
                 runs.append(run)
