@@ -8,10 +8,12 @@ hands each test that world inside a snapshot that is reverted afterwards.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from web3.middleware import Web3Middleware
 
 pytest.register_assert_rewrite("chainfix")
 
@@ -21,6 +23,18 @@ if TYPE_CHECKING:
     from gatewayfix import GatewayNet
 
 BACKENDS = ("eth-tester", "anvil")
+
+
+class RpcCalls(Counter[str]):
+    """Requests by method name, and every (method, params) in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.params: list[tuple[str, Any]] = []
+
+    def clear(self) -> None:
+        super().clear()
+        self.params.clear()
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -53,3 +67,24 @@ def gateway_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNet
 
     with GatewayNet(tmp_path_factory.mktemp("gateway-devnet")) as built:
         yield built
+
+
+@pytest.fixture
+def rpc_calls(env: World) -> Iterator[RpcCalls]:
+    """JSON-RPC requests ``env``'s clients send while the test runs (a web3 middleware)."""
+    calls = RpcCalls()
+
+    class Counting(Web3Middleware):
+        def wrap_make_request(self, make_request: Any) -> Any:
+            def counted(method: str, params: Any) -> Any:
+                calls[str(method)] += 1
+                calls.params.append((str(method), params))
+                return make_request(method, params)
+
+            return counted
+
+    env.w3.middleware_onion.add(Counting, name="rpc-counter")
+    try:
+        yield calls
+    finally:
+        env.w3.middleware_onion.remove("rpc-counter")

@@ -125,10 +125,11 @@ def build(config: GatewayConfig, sdk: Anchorml, metrics: GatewayMetrics | None =
         access_ttl_s=config.access_cache_ttl_s,
         max_token_ttl_s=config.max_token_ttl_s,
     )
-    pool = WorkerPool(
-        sdk.nodes, metrics, ttl_s=config.cache_ttl_s, timeout_s=config.worker_timeout_s
-    )
     index = RegistryIndex()
+    pool = WorkerPool(
+        sdk.nodes, metrics, index.serving, ttl_s=config.cache_ttl_s,
+        timeout_s=config.worker_timeout_s,
+    )  # fmt: skip
     tracker = JobTracker(sdk)
     gateway = Gateway(
         config=config,

@@ -122,6 +122,10 @@ class RegistryIndex:
         model = self.models.get(version.model_id)
         return f"{model.name if model else '?'}@{version.tag}"
 
+    def serving(self, version_id: bytes) -> list[str]:
+        """Addresses whose last ``ServingChanged`` for ``version_id`` declared it served."""
+        return [n.address for n in self.nodes.values() if version_id in n.serving]
+
     def node(self, address: str) -> NodeEntry:
         """The entry of ``address`` (created empty when new)."""
         return self.nodes.setdefault(address, NodeEntry(address))

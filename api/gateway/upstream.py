@@ -1,7 +1,12 @@
 """Route direct inference to the workers serving a version, and relay their answers.
 
-Candidates are the eligible nodes NodeRegistry lists as serving the version (cached; the
-watcher invalidates on node events). Each request goes to the healthy candidate with the fewest
+Candidates are the nodes whose ``ServingChanged`` events (folded into the gateway's index by the
+chain watcher) declare the version served, kept when NodeRegistry confirms they serve it and are
+eligible (contract calls, cached; the watcher invalidates on node events). No log scan runs on
+the request path: a scan from the deployment block grows with the chain, and on eth-tester one
+took a core for seconds late in a long bench run. A version no node declared costs no call.
+
+Each request goes to the healthy candidate with the fewest
 requests in flight from this gateway (ties broken round robin). A worker that refuses the
 connection is skipped for ``backoff_s`` and the next candidate is tried; once a worker
 answered, its answer — JSON, an error, or an SSE stream relayed chunk by chunk — is final.
@@ -15,7 +20,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -55,6 +60,8 @@ class WorkerPool:
     Args:
         nodes: the NodeRegistry client.
         metrics: the gateway's metrics (in-flight gauge per worker).
+        declared: addresses whose events declare a version served (the gateway's index;
+            called on the event loop).
         ttl_s: how long the serving set of a version stays cached.
         timeout_s: read timeout of a proxied request.
         backoff_s: how long an unreachable worker is skipped.
@@ -64,6 +71,7 @@ class WorkerPool:
         self,
         nodes: NodeRegistryClient,
         metrics: GatewayMetrics,
+        declared: Callable[[bytes], list[str]],
         *,
         ttl_s: float = 30.0,
         timeout_s: float = 300.0,
@@ -71,6 +79,7 @@ class WorkerPool:
     ) -> None:
         self.nodes = nodes
         self.metrics = metrics
+        self.declared = declared
         self.backoff_s = backoff_s
         self._serving: AsyncCache[bytes, list[Upstream]] = AsyncCache(ttl_s)
         self._upstreams: dict[str, Upstream] = {}
@@ -100,7 +109,10 @@ class WorkerPool:
         """The workers serving ``version_id`` (cached)."""
 
         async def load() -> list[Upstream]:
-            records = await asyncio.to_thread(self.nodes.serving_nodes, version_id)
+            addresses = self.declared(version_id)
+            if not addresses:
+                return []
+            records = await asyncio.to_thread(self.nodes.eligible_serving, version_id, addresses)
             found = []
             for record in records:
                 endpoint = record.endpoint.rstrip("/")

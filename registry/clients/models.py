@@ -81,10 +81,28 @@ def encode_license(license: str) -> bytes:
     return raw.ljust(LICENSE_BYTES, b"\x00")
 
 
+#: Blocks below the last scanned head that the next version scan looks at again, so versions
+#: from a block replaced by a shallow reorg are still found.
+RESCAN_DEPTH = 64
+
+
 class ModelRegistryClient(ContractClient):
-    """Typed access to ModelRegistry."""
+    """Typed access to ModelRegistry.
+
+    Version tags live only in ``VersionRegistered`` events. Versions are write-once, so the
+    tags found are kept, and a model's version list is scanned from where the last scan ended
+    (less :data:`RESCAN_DEPTH`): resolving a bare name or an alias again costs contract calls
+    and a scan of the new blocks, not a scan of the chain since deployment, which grows with
+    the chain (on the embedded chain ~0.7 ms per block; a public chain has millions).
+    """
 
     contract_name = "ModelRegistry"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tags: dict[bytes, str] = {}  # version id -> tag (write-once)
+        self._scanned: dict[bytes, int] = {}  # model id -> last block its versions were scanned
+        self._listed: dict[bytes, dict[bytes, str]] = {}  # model id -> version ids, in order
 
     # --- models --------------------------------------------------------------------------------
 
@@ -191,17 +209,43 @@ class ModelRegistryClient(ContractClient):
         return versions[-1]
 
     def list_versions(self, name: str, from_block: int | None = None) -> list[VersionRecord]:
-        """Every version of ``name`` in registration order (with current revoked flags)."""
+        """Every version of ``name`` in registration order (with current revoked flags).
+
+        Without ``from_block``, only the blocks since this client's last scan of ``name`` are
+        scanned (see the class doc)."""
+        mid = model_id(name)
+        if from_block is not None:
+            return [self.get_version(vid, tag) for vid, tag in self._scan(mid, from_block, None)]
+        head = int(self.chain.w3.eth.block_number)
+        last = self._scanned.get(mid)
+        if last is None or head < last:  # first scan, or the chain went back (reorg, revert)
+            start = self.from_block
+        else:
+            start = max(self.from_block, last - RESCAN_DEPTH)
+        listed = dict(self._listed.get(mid, {}))
+        for vid, tag in self._scan(mid, start, head):
+            listed.setdefault(vid, tag)
+        self._listed[mid], self._scanned[mid] = listed, head
         out = []
+        for vid, tag in listed.items():
+            try:
+                out.append(self.get_version(vid, tag))
+            except ModelNotFoundError:
+                continue  # registered in a block a reorg replaced
+        return out
+
+    def _scan(self, mid: bytes, start: int, end: int | None) -> list[tuple[bytes, str]]:
+        """(version id, tag) of ``VersionRegistered`` events of model ``mid`` in the blocks."""
         events = iter_events(
             self.chain,
             self.contract.events.VersionRegistered,
-            self._from(from_block),
-            argument_filters={"modelId": model_id(name)},
+            start,
+            end,
+            argument_filters={"modelId": mid},
         )
-        for ev in events:
-            out.append(self.get_version(ev["args"]["versionId"], ev["args"]["tag"]))
-        return out
+        found = [(bytes(ev["args"]["versionId"]), str(ev["args"]["tag"])) for ev in events]
+        self._tags.update(found)
+        return found
 
     def exists(self, name: str, tag: str) -> bool:
         """Whether ``name@tag`` is registered."""
@@ -268,6 +312,9 @@ class ModelRegistryClient(ContractClient):
             return None
 
     def _tag_of(self, name: str, vid: bytes) -> str:
+        """The tag ``vid`` was registered with (kept once found: versions are write-once)."""
+        if vid in self._tags:
+            return self._tags[vid]
         events = iter_events(
             self.chain,
             self.contract.events.VersionRegistered,
@@ -275,7 +322,8 @@ class ModelRegistryClient(ContractClient):
             argument_filters={"modelId": model_id(name), "versionId": vid},
         )
         for ev in events:
-            return str(ev["args"]["tag"])
+            self._tags[vid] = str(ev["args"]["tag"])
+            return self._tags[vid]
         return ""
 
     def _version(self, vid: bytes, raw: Any, tag: str) -> VersionRecord:

@@ -100,11 +100,16 @@ class NodeRegistryClient(ContractClient):
         )
         for ev in events:
             candidates.setdefault(str(ev["args"]["node"]), None)
-        out = []
-        for address in candidates:
-            if self.serves(address, version_id) and self.is_eligible(address):
-                out.append(self.get_node(address))
-        return out
+        return self.eligible_serving(version_id, list(candidates))
+
+    def eligible_serving(self, version_id: bytes, addresses: list[str]) -> list[NodeRecord]:
+        """The records of those ``addresses`` that serve ``version_id`` and are eligible now
+        (contract calls only: for a caller that already knows the candidates from events)."""
+        return [
+            self.get_node(address)
+            for address in addresses
+            if self.serves(address, version_id) and self.is_eligible(address)
+        ]
 
 
 def ensure_registered(

@@ -28,13 +28,14 @@ from chainfix import (
     sha,
     transact_at,
 )
+from conftest import RpcCalls
 from eth_utils import keccak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from registry.chain import revert_errors
 from registry.clients import Access, ContentRef
-from registry.clients.models import encode_license, model_id, version_id
+from registry.clients.models import RESCAN_DEPTH, encode_license, model_id, version_id
 
 FUZZ = settings(
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -623,3 +624,38 @@ def test_get_version_of_unknown_version_is_empty(env: World) -> None:
     empty = env.registry.functions.getVersion(version_id(PUBLIC, "nope")).call()
     assert empty[3] == bytes(32)
     assert hx(empty[0]) == ZERO32
+
+
+# ------------------------------------------------------------------ version scans (client)
+
+
+def _logs_from_blocks(rpc_calls: RpcCalls) -> list[int]:
+    return [int(p[0]["fromBlock"], 16) for m, p in rpc_calls.params if m == "eth_getLogs"]
+
+
+def test_a_version_list_is_rescanned_only_from_the_last_scan(
+    env: World, rpc_calls: RpcCalls
+) -> None:
+    client = env.user.models
+    now = env.w3.eth.get_block("latest")["timestamp"]
+    for i in range(2 * RESCAN_DEPTH):  # so a scan from deployment starts far below the head
+        env.warp(now + i + 1)
+    assert [v.tag for v in client.list_versions(PUBLIC)] == [V1]
+    scanned_to = env.w3.eth.block_number
+    register(env, "v2")
+    rpc_calls.clear()
+
+    assert [v.tag for v in client.list_versions(PUBLIC)] == [V1, "v2"]
+    starts = _logs_from_blocks(rpc_calls)
+    assert starts, "the new blocks were not scanned"
+    assert min(starts) >= max(client.from_block, scanned_to - RESCAN_DEPTH)
+    assert client.resolve(PUBLIC).tag == "v2"  # a bare name is the newest version
+
+
+def test_an_alias_tag_is_looked_up_once(env: World, rpc_calls: RpcCalls) -> None:
+    env.owner.models.set_alias(PUBLIC, "prod", V1)
+    client = env.user.models
+    assert client.resolve(f"{PUBLIC}@prod").tag == V1
+    rpc_calls.clear()
+    assert client.resolve(f"{PUBLIC}@prod").tag == V1
+    assert rpc_calls["eth_getLogs"] == 0
