@@ -41,15 +41,33 @@ CORPUS = (
 ) * 20
 
 
+def devnet_root(data_dir: Path | None, settings: Settings) -> Path:
+    """The data dir of the devnet to tell the story on: ``--data-dir``, else the folder of the
+    configured deployment (what `anchorml up` exports), else ``$ANCHORML_DATA_DIR/devnet``.
+
+    Raises:
+        ConfigError: none of them holds a deployment.
+    """
+    if data_dir is not None:
+        tried = [data_dir.expanduser()]
+    else:
+        tried = [settings.deployment_path.expanduser().parent, settings.data_dir / "devnet"]
+    for root in tried:
+        if (root / "deployment.json").exists():
+            return root
+    raise ConfigError(
+        f"no devnet at {' or '.join(map(str, tried))}: start one with `anchorml up` "
+        "(or pass --data-dir)"
+    )
+
+
 def demo(
     gateway: str = typer.Option("http://127.0.0.1:8000", "--gateway", help="Gateway URL."),
     data_dir: Path = typer.Option(None, "--data-dir", help="The devnet's data dir."),
     rpc: str = typer.Option("http://127.0.0.1:8545", "--rpc", help="JSON-RPC URL."),
 ) -> None:
     """Tell the anchorml story against a running `anchorml up`, printing each tx and CID."""
-    root = (data_dir or Settings().data_dir / "devnet").expanduser()
-    if not (root / "deployment.json").exists():
-        raise ConfigError(f"no devnet at {root}: start one with `anchorml up` (or pass --data-dir)")
+    root = devnet_root(data_dir, Settings())
 
     def sdk_for(key: int) -> Anchorml:
         return Anchorml.from_settings(

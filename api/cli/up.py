@@ -13,7 +13,7 @@ import typer
 from eth_account import Account
 from rich.console import Console
 
-from api.up import USER_KEY, Devnet, UpOptions
+from api.up import ADMIN_KEY, OWNER_KEY, USER_KEY, Devnet, UpOptions
 from registry.chain.connection import dev_keys
 from registry.config import Settings
 
@@ -94,8 +94,9 @@ def _print_welcome(net: Devnet, gateway: str, refs: list[str], took: float) -> N
     console.print(f"  models     {', '.join(refs)}   (minilm-gated: allowlist, granted to {user})")
     console.print(f"  data       {net.options.data_dir}")
     console.print("\ndev accounts (well-known keys — never use for real funds):")
+    roles = {ADMIN_KEY: "admin", OWNER_KEY: "owns the models", USER_KEY: "granted minilm-gated"}
     for i, key in enumerate(dev_keys()[:3]):
-        console.print(f"  ({i}) {Account.from_key(key).address}  {key}")
+        console.print(f"  ({i}) {Account.from_key(key).address}  {key}  {roles.get(i, '')}")
     console.print("\n[bold]try it[/] (in another shell):\n")
     if sys.prefix != sys.base_prefix:  # the openai client and this CLI live in the venv
         console.print(f"  source {Path(sys.prefix) / 'bin' / 'activate'}\n")

@@ -153,8 +153,9 @@ def test_up_serves_real_clients_and_stops_cleanly(tmp_path: Path) -> None:
         assert "status finalized" in job
         assert "text" in json.loads((tmp_path / "result.json").read_text())
 
-        # the whole story, as the welcome text suggests: every step prints its tx or CID
-        story = _cli(env, "demo", "--gateway", gateway, "--data-dir", str(data), "--rpc", rpc)
+        # the whole story, as the welcome text suggests (its exports, no --data-dir): every step
+        # prints its tx or CID
+        story = _cli(env, "demo", "--gateway", gateway, "--rpc", rpc)
         for step in ("HTTP 401 missing_token", "on chain, redundancy 2", "produced by job",
                      "metrics {", "(rolled back)", "revoked story-gpt2@job-",
                      "gateway on the revoked version → HTTP 410 model_revoked"):  # fmt: skip
