@@ -3,13 +3,13 @@
 Candidates are the nodes whose ``ServingChanged`` events (folded into the gateway's index by the
 chain watcher) declare the version served, kept when NodeRegistry confirms they serve it and are
 eligible (contract calls, cached; the watcher invalidates on node events). No log scan runs on
-the request path: a scan from the deployment block grows with the chain, and on eth-tester one
-took a core for seconds late in a long bench run. A version no node declared costs no call.
+the request path: a scan from the deployment block grows with the chain (on the embedded chain
+684 ms at block 1,000). A version no node declared costs no call.
 
-Each request goes to the healthy candidate with the fewest
-requests in flight from this gateway (ties broken round robin). A worker that refuses the
-connection is skipped for ``backoff_s`` and the next candidate is tried; once a worker
-answered, its answer — JSON, an error, or an SSE stream relayed chunk by chunk — is final.
+Each request goes to the healthy candidate with the fewest requests in flight from this gateway
+(ties broken round robin). A worker that refuses the connection is skipped for ``backoff_s``
+and the next candidate is tried; once a worker answered, its answer — JSON, an error, or an SSE
+stream relayed chunk by chunk — is final.
 When the gateway's client disconnects mid-stream, the upstream response is closed, which the
 worker sees as a disconnect and stops generating.
 """
