@@ -89,11 +89,12 @@ class RawGeneration:
         """Prefill (three one-token generates back to back: the first after sitting idle is
         ``cold_s``, their median ``prefill_s``) and decode tokens/s of a full run."""
         prefills = [self.run(1)[0] for _ in range(FIRST_TOKEN_RUNS)]
+        prefill = statistics.median(prefills)
         seconds, produced = self.run(self.max_tokens)
         return {
-            "prefill_s": statistics.median(prefills),
+            "prefill_s": prefill,
             "cold_s": prefills[0],
-            "decode_tps": (produced - 1) / (seconds - statistics.median(prefills)),
+            "decode_tps": (produced - 1) / (seconds - prefill),
             "tokens": produced,
         }
 
