@@ -6,7 +6,7 @@ every test runs inside :meth:`World.isolated` (snapshot, test, revert). Helpers 
 transactions *without* simulating them first, at an exact block timestamp, so tests can check
 what a mined transaction does at ``T - 1``, ``T`` and ``T + 1``.
 
-Run as a script to get an anvil for manual work: ``python tests/chainfix.py``.
+Run as a script to get an anvil for manual work: ``python tests/support/chain.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ from registry.clients.jobs import Output
 from registry.clients.models import model_id, version_id
 from registry.errors import ContractRevertError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ANVIL = ROOT / "node_modules" / ".bin" / "anvil"
 
 # --- deployment parameters and base state ---------------------------------------------------
@@ -545,6 +546,18 @@ def make_world(backend: str) -> tuple[World, Callable[[], None]]:
 def load_test_artifact(name: str) -> artifacts.Artifact:
     """A test-only contract's artifact (``contracts/build/test/<name>.json``)."""
     return artifacts.load(f"test/{name}")
+
+
+class RpcCalls(Counter[str]):
+    """Requests by method name, and every (method, params) in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.params: list[tuple[str, Any]] = []
+
+    def clear(self) -> None:
+        super().clear()
+        self.params.clear()
 
 
 if __name__ == "__main__":

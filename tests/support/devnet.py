@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chainfix import Anvil
 from eth_account import Account
 
 from registry.chain import deployment as deployment_file
@@ -24,8 +23,9 @@ from registry.chain.heartbeat import Heartbeat
 from registry.chain.tx import Wallet
 from registry.config import Settings
 from registry.sdk import Anchorml
+from support.chain import Anvil
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ANCHORML = Path(sys.executable).with_name("anchorml")
 KEYS = dev_keys()
 ADMIN, OWNER, REQUESTER, USER = 0, 1, 2, 3

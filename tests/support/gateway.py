@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from devnet import KEYS, OWNER, REQUESTER, USER, Devnet
 from eth_account import Account
 
 from api.gateway.app import create_app
@@ -29,6 +28,7 @@ from registry.clients import Access
 from registry.model import demo
 from registry.model.package import push
 from registry.sdk import Anchorml
+from support.devnet import KEYS, OWNER, REQUESTER, USER, Devnet
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -37,7 +37,7 @@ GATEWAY = 4
 MINILM = "minilm"
 CHAT = "smollm2-chat"
 GATED = "minilm-gated"
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
 def linked_copy(name: demo.DemoName, dest: Path) -> Path:

@@ -8,7 +8,7 @@
    Node < 22;
 4. wait until ``POST /api/v0/id`` answers; on stop, SIGTERM the group, then SIGKILL.
 
-Run as a script to get a daemon for manual work: ``python tests/integration/ipfs_daemon.py``.
+Run as a script to get a daemon for manual work: ``python tests/support/ipfs.py``.
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chainfix import Anvil, free_port
-from devnet import KEYS
 
 from registry.chain import artifacts
+from support.chain import Anvil, free_port
+from support.devnet import KEYS
 
 pytestmark = pytest.mark.integration
 ANCHORML = Path(sys.executable).with_name("anchorml")

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from devnet import OWNER, USER
-from gatewayfix import (
+
+from registry.clients import ContentRef
+from registry.clients.jobs import Output
+from registry.model.package import push
+from support.devnet import OWNER, USER
+from support.gateway import (
     ARTIFACTS,
     MINILM,
     GatewayNet,
     ThreadServer,
     linked_copy,
 )
-
-from registry.clients import ContentRef
-from registry.clients.jobs import Output
-from registry.model.package import push
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from devnet import USER
-from gatewayfix import CHAT, GATEWAY, MINILM, GatewayNet
 
 from registry.chain.events import iter_events
 from registry.clients import JobStatus
+from support.devnet import USER
+from support.gateway import CHAT, GATEWAY, MINILM, GatewayNet
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

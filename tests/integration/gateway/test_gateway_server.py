@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from devnet import REQUESTER, USER
-from gatewayfix import CHAT, GATED, MINILM, GatewayNet
+
+from support.devnet import REQUESTER, USER
+from support.gateway import CHAT, GATED, MINILM, GatewayNet
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from devnet import USER
-from gatewayfix import CHAT, GATED, GATEWAY, MINILM, GatewayNet
 
 from registry.clients import JobStatus
+from support.devnet import USER
+from support.gateway import CHAT, GATED, GATEWAY, MINILM, GatewayNet
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from devnet import ANCHORML, OWNER, REQUESTER, Devnet
 
 from registry.model import demo
+from support.devnet import ANCHORML, OWNER, REQUESTER, Devnet
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chainfix import Anvil
-from devnet import NODE_KEYS, OWNER, REQUESTER, Devnet
 from eth_account import Account
-from faultproxy import FaultProxy
 
 from registry.chain import revert_errors as rv
 from registry.chain.connection import connect, dev_keys
@@ -28,6 +25,9 @@ from registry.errors import TransactionError
 from registry.jobio import submit, wait_settled
 from registry.model import demo
 from registry.model.package import push
+from support.chain import Anvil
+from support.devnet import NODE_KEYS, OWNER, REQUESTER, Devnet
+from support.faults import FaultProxy
 
 pytestmark = pytest.mark.integration
 
@@ -326,7 +326,7 @@ def test_w7_rpc_faults_are_ridden_out_and_an_outage_stops_the_node(
 
 
 def test_w8_ipfs_outage_mid_job_releases_instead_of_submitting(tmp_path: Path) -> None:
-    from ipfs_daemon import JsIpfsDaemon
+    from support.ipfs import JsIpfsDaemon
 
     with JsIpfsDaemon() as daemon, Devnet(tmp_path, store=daemon.url) as d:
         _push_models(d)

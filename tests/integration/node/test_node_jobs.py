@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from devnet import NODE_KEYS, OWNER, REQUESTER, Devnet
 
 from registry.clients import Access, JobKind, JobStatus
 from registry.clients.jobs import Output
@@ -18,6 +17,7 @@ from registry.jobio import fetch_result, submit, wait_settled
 from registry.model import demo
 from registry.model.manifest import Manifest
 from registry.model.package import push
+from support.devnet import NODE_KEYS, OWNER, REQUESTER, Devnet
 
 pytestmark = pytest.mark.integration
 

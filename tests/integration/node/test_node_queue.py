@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from devnet import NODE_KEYS, OWNER, REQUESTER, Devnet
 
 from registry.clients import Access, JobKind, JobStatus
 from registry.jobio import Submitted, fetch_result, submit, wait_settled
 from registry.model import demo
 from registry.model.package import push
+from support.devnet import NODE_KEYS, OWNER, REQUESTER, Devnet
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 

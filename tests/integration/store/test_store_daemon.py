@@ -19,18 +19,18 @@ from types import ModuleType
 
 import httpx
 import pytest
-from ipfs_daemon import JsIpfsDaemon
 
 from registry.errors import CorruptContentError
 from registry.store import CID, EmbeddedStore, KuboStore
 from registry.store.car import write_car
+from support.ipfs import JsIpfsDaemon
 
 pytestmark = pytest.mark.integration
 
 
 def _load_suite() -> ModuleType:
     """The shared behaviour suite lives with the unit tests; load it by path."""
-    path = Path(__file__).resolve().parents[1] / "unit" / "test_store_behaviour.py"
+    path = Path(__file__).resolve().parents[2] / "unit" / "store" / "test_store_behaviour.py"
     spec = importlib.util.spec_from_file_location("store_behaviour_suite", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -14,7 +14,6 @@ import re
 from typing import Any
 
 import pytest
-from chainfix import GATED, PAID, World, hx, reverts
 from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
 from hypothesis import given, settings
@@ -25,6 +24,7 @@ from registry.chain.codegen import error_signature
 from registry.chain.reverts import as_revert, decode_revert, revert_data
 from registry.clients.models import model_id
 from registry.errors import ChainError, ContractRevertError
+from support.chain import GATED, PAID, World, hx, reverts
 
 GENERATED = {
     name: cls

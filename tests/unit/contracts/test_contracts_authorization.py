@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from chainfix import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from registry.chain import revert_errors
+from registry.clients.models import model_id, version_id
+from registry.errors import ContractRevertError
+from support.chain import (
     ACTORS,
     GATED,
     PUBLIC,
@@ -27,12 +33,6 @@ from chainfix import (
     sha,
     simulate,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from registry.chain import revert_errors
-from registry.clients.models import model_id, version_id
-from registry.errors import ContractRevertError
 
 ADMIN_ONLY = frozenset({"admin"})
 NOBODY = frozenset()  # held by a contract (the job board), never by an account

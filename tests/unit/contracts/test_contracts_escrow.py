@@ -18,13 +18,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, ClassVar
 
-from chainfix import MIN_STAKE, World, output, sha
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from registry.clients.jobs import ClaimState, JobStatus, Output
 from registry.errors import ContractRevertError
+from support.chain import MIN_STAKE, World, output, sha
 
 REQUESTERS = ("user", "buyer")
 #: The nodes that work here; node4 stays idle, its stake a constant.

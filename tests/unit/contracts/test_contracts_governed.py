@@ -6,7 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from chainfix import (
+
+from registry.chain import revert_errors
+from registry.clients import JobKind, JobStatus
+from registry.clients.models import model_id, version_id
+from registry.errors import ContractRevertError
+from support.chain import (
     ADMIN_DELAY,
     LEASE,
     MIN_STAKE,
@@ -30,11 +35,6 @@ from chainfix import (
     simulate,
     transact_at,
 )
-
-from registry.chain import revert_errors
-from registry.clients import JobKind, JobStatus
-from registry.clients.models import model_id, version_id
-from registry.errors import ContractRevertError
 
 CONTRACTS = ("registry", "node_registry", "board")
 

@@ -8,7 +8,14 @@ model-producing jobs registering their output version.
 from __future__ import annotations
 
 import pytest
-from chainfix import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from registry.chain import revert_errors
+from registry.clients import ContentRef, JobKind, JobStatus
+from registry.clients.jobs import ClaimState, Output
+from registry.clients.models import model_id, version_id
+from support.chain import (
     CODEC_DAG_PB,
     CODEC_RAW,
     GATED,
@@ -28,13 +35,6 @@ from chainfix import (
     sha,
     transact_at,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from registry.chain import revert_errors
-from registry.clients import ContentRef, JobKind, JobStatus
-from registry.clients.jobs import ClaimState, Output
-from registry.clients.models import model_id, version_id
 
 FUZZ = settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -8,7 +8,14 @@ manifest hash equal the event's (C9), revocation, and aliases (promote, rollback
 from __future__ import annotations
 
 import pytest
-from chainfix import (
+from eth_utils import keccak
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from registry.chain import revert_errors
+from registry.clients import Access, ContentRef
+from registry.clients.models import RESCAN_DEPTH, encode_license, model_id, version_id
+from support.chain import (
     CODEC_DAG_PB,
     CODEC_RAW,
     GATED,
@@ -19,6 +26,7 @@ from chainfix import (
     PUBLIC,
     V1,
     ZERO32,
+    RpcCalls,
     World,
     content,
     events,
@@ -28,14 +36,6 @@ from chainfix import (
     sha,
     transact_at,
 )
-from conftest import RpcCalls
-from eth_utils import keccak
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from registry.chain import revert_errors
-from registry.clients import Access, ContentRef
-from registry.clients.models import RESCAN_DEPTH, encode_license, model_id, version_id
 
 FUZZ = settings(
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

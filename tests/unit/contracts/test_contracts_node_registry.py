@@ -7,7 +7,10 @@ the unstake delay, probed at its exact second), slashing and the staking paramet
 from __future__ import annotations
 
 import pytest
-from chainfix import (
+
+from registry.chain import revert_errors
+from registry.clients.models import version_id
+from support.chain import (
     MIN_STAKE,
     NODE_STAKE,
     PUBLIC,
@@ -21,9 +24,6 @@ from chainfix import (
     role,
     transact_at,
 )
-
-from registry.chain import revert_errors
-from registry.clients.models import version_id
 
 KEY = bytes([3]) * 33
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from chainfix import MIN_STAKE, PRICE, REWARD, World, load_test_artifact, reverts
 
 from registry.chain import revert_errors
 from registry.clients import Access
 from registry.clients.models import model_id
+from support.chain import MIN_STAKE, PRICE, REWARD, World, load_test_artifact, reverts
 
 
 class Payee:

@@ -15,16 +15,16 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from devnet import KEYS, OWNER, REQUESTER, USER
 from eth_account import Account
 from fastapi.testclient import TestClient
-from gatewayfix import GATED, MINILM, GatewayNet
 
 from registry import jobio
 from registry.auth import TokenExpiredError, mint_token, parse_ttl, verify_token
 from registry.chain import revert_errors as rv
 from registry.clients import JobKind
 from registry.errors import AuthError, ConfigError
+from support.devnet import KEYS, OWNER, REQUESTER, USER
+from support.gateway import GATED, MINILM, GatewayNet
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from devnet import OWNER
 from fastapi.testclient import TestClient
-from gatewayfix import CHAT, MINILM, GatewayNet, linked_copy
 
 from registry.model.package import push
+from support.devnet import OWNER
+from support.gateway import CHAT, MINILM, GatewayNet, linked_copy
 
 pytestmark = pytest.mark.timeout(600)
 

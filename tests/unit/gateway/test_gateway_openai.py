@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from gatewayfix import CHAT, MINILM, GatewayNet
+
+from support.gateway import CHAT, MINILM, GatewayNet
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -10,9 +10,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from devnet import OWNER, REQUESTER, USER
 from fastapi.testclient import TestClient
-from gatewayfix import (
+
+from registry.clients import JobStatus
+from registry.model.package import push
+from support.devnet import OWNER, REQUESTER, USER
+from support.gateway import (
     CHAT,
     GATED,
     GATEWAY,
@@ -20,9 +23,6 @@ from gatewayfix import (
     GatewayNet,
     linked_copy,
 )
-
-from registry.clients import JobStatus
-from registry.model.package import push
 
 pytestmark = pytest.mark.timeout(600)
 

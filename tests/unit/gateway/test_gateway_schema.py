@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gatewayfix import GatewayNet, ThreadServer
+
+from support.gateway import GatewayNet, ThreadServer
 
 pytestmark = pytest.mark.timeout(900)
 

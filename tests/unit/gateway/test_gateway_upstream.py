@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 
-from chainfix import PUBLIC, V1, World
-from conftest import RpcCalls
-
 from api.gateway.index import LogMeta, RegistryIndex
 from api.gateway.metrics import GatewayMetrics
 from api.gateway.upstream import WorkerPool
 from registry.clients.models import version_id
+from support.chain import PUBLIC, V1, RpcCalls, World
 
 
 def _declare(index: RegistryIndex, node: str, vid: bytes, serving: bool = True) -> None:

@@ -1,8 +1,8 @@
 """One behaviour suite for every content-store backend.
 
 :class:`StoreBehaviour` holds the tests; each backend subclasses it with a ``store`` fixture.
-Here it runs against :class:`EmbeddedStore`; ``tests/integration/test_store_daemon.py`` runs the
-same class against :class:`KuboStore` over a real js-ipfs daemon.
+Here it runs against :class:`EmbeddedStore`; ``tests/integration/store/test_store_daemon.py``
+runs the same class against :class:`KuboStore` over a real js-ipfs daemon.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from registry.errors import (
 from registry.store import CID, AddedEntry, ContentStore, DirEntry, EmbeddedStore, NodeStat
 from registry.store.car import CarReader, write_car
 
-VECTORS_FILE = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "unixfs-cids.json"
+VECTORS_FILE = Path(__file__).resolve().parents[4] / "shared" / "vectors" / "unixfs-cids.json"
 VECTORS: list[dict[str, object]] = json.loads(VECTORS_FILE.read_text())
 
 EMPTY_DIR = "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354"

@@ -29,7 +29,7 @@ TEXTS = [
     "The central bank raised interest rates today.",
     "Python lists are mutable sequences.",
 ]
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture(scope="module")
