@@ -21,7 +21,8 @@ from support.chain import RpcCalls, World, make_world  # noqa: E402
 if TYPE_CHECKING:
     from support.gateway import GatewayNet
 
-BACKENDS = ("eth-tester", "anvil")
+# eth-tester runs in this process; anvil is a process of its own, so its tests are marked so
+BACKENDS = ("eth-tester", pytest.param("anvil", marks=pytest.mark.integration))
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

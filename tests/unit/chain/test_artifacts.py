@@ -43,6 +43,7 @@ def test_artifacts_record_the_current_sources() -> None:
         )
 
 
+@pytest.mark.integration  # solc-js runs under node
 def test_recompiled_artifacts_are_byte_identical(rebuilt: dict[str, str]) -> None:
     assert sorted(rebuilt) == BUILD_FILES
     for rel, text in rebuilt.items():
@@ -50,6 +51,7 @@ def test_recompiled_artifacts_are_byte_identical(rebuilt: dict[str, str]) -> Non
         assert committed == text, f"contracts/build/{rel} differs from a fresh compile"
 
 
+@pytest.mark.integration  # solc-js runs under node
 def test_generated_revert_module_is_up_to_date(rebuilt: dict[str, str]) -> None:
     assert compiler.REVERT_ERRORS_MODULE.read_text() == compiler.render_revert_errors(rebuilt)
 

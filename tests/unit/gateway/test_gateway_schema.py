@@ -44,6 +44,7 @@ def server(gateway_net: GatewayNet) -> Iterator[ThreadServer]:
         yield running
 
 
+@pytest.mark.integration  # the schemathesis CLI runs as a process
 def test_no_server_error_and_no_schema_violation(server: ThreadServer, tmp_path: Path) -> None:
     schemathesis = Path(sys.executable).with_name("schemathesis")
     config = tmp_path / "schemathesis.toml"

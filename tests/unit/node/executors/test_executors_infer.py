@@ -80,6 +80,7 @@ def test_chat_same_bytes_on_rerun(
     assert sha256(chat_run[1] / "result.json") == sha256(tmp_path / "again" / "result.json")
 
 
+@pytest.mark.integration  # a second Python process
 def test_chat_same_bytes_in_another_process(
     smollm2: Path, chat_run: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -52,6 +52,7 @@ def _faults(mode: str) -> int:
     return int(done.stdout.split()[-1])
 
 
+@pytest.mark.integration  # each probe is a fresh Python process
 def test_freed_activations_stay_mapped_once_retained() -> None:
     default, retained = _faults("default"), _faults("retain")
     # glibc's defaults hand each batch's freed top back to the kernel: hundreds of faults here

@@ -298,6 +298,7 @@ def test_async_cache_refreshes_entries_in_use_before_they_expire() -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.integration  # a fresh Python process
 def test_serving_processes_freeze_what_a_model_load_leaves_alive() -> None:
     """``freeze_gc_after_loads`` (called by the gateway and node entry points) moves start-up
     objects and then each loaded model into gc's permanent generation, so full collections stop
