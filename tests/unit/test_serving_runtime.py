@@ -22,6 +22,7 @@ from node.serving import (
     RuntimeConfig,
     Target,
     create_openai_router,
+    run_here,
 )
 from node.serving.cache import AsyncCache
 from node.serving.decoding import Detokenizer, StopMatcher, pick_token
@@ -197,14 +198,21 @@ def test_router_on_a_bare_app_maps_errors_itself() -> None:
         owner = "0x" + "00" * 20
         return Target(ref, ModelRecord(served.model_id, ref, owner, Access.PUBLIC, 0, 0), served)
 
-    async def models() -> list[object]:
+    async def models(request: Request) -> list[object]:
         return []
+
+    async def describe(ref: str, request: Request) -> object:
+        raise ModelNotServedError(f"this worker does not serve {ref!r}", param="model")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = InferenceRuntime(cache)  # type: ignore[arg-type]
         service = OpenAIService(runtime)
-        app.include_router(create_openai_router(service, authorize, models))  # type: ignore[arg-type]
+        router = create_openai_router(
+            service, authorize, run_here,
+            list_models=models, describe_model=describe,  # type: ignore[arg-type]
+        )  # fmt: skip
+        app.include_router(router)
         yield
         await runtime.stop()
 
