@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from node.config import NodeConfig
-from node.http import HttpServer, create_app
+from node.server import HttpServer, create_app
 from node.listener import ChainEvent, Listener
 from node.metrics import NodeMetrics
 from node.processor import Processor, Served

@@ -50,7 +50,6 @@ from node.serving.lanes import default_lanes
 from node.serving.metrics import LATENCY_BUCKETS, ServingMetrics
 from node.serving.router import (
     Bodies,
-    Run,
     add_embeddings_fast_path,
     create_openai_router,
     run_here,
@@ -84,7 +83,6 @@ __all__ = [
     "ModelCard",
     "NoAccessError",
     "OpenAIService",
-    "Run",
     "RuntimeConfig",
     "ServingError",
     "ServingMetrics",

@@ -7,9 +7,9 @@
 1. ``authorize(model, request)`` resolves the model reference and decides whether the caller may
    use it (served versions, bearer token, on-chain access, rate limits), or raises;
 2. ``service.prepare`` checks the request (sampling parameters, prompt) into a :class:`Call`;
-3. ``dispatch(call, run)`` decides where the call runs: ``run`` runs it in this process (the
-   worker always does, :func:`run_here`); the gateway may proxy it to a worker or put it on
-   chain instead.
+3. ``dispatch(call)`` decides where the call runs: it answers with the response of a run
+   elsewhere (the gateway: a worker, or a job on chain), or hands the call back to run in this
+   process (the worker always does: :func:`run_here`), which the router then does.
 
 Errors are translated by the routes themselves (:class:`ErrorMappingRoute`, the one
 translation of :mod:`node.serving.errors`), so the router works on any app.
@@ -46,8 +46,7 @@ from node.serving.schemas import (
 )
 
 Authorize = Callable[[str, Request], Awaitable[Target]]
-Run = Callable[[Call], Awaitable[Response]]
-Dispatch = Callable[[Call, Run], Awaitable[Response]]
+Dispatch = Callable[[Call], Awaitable[Response | Call]]
 ListModels = Callable[[Request], Awaitable[list[ModelCard]]]
 DescribeModel = Callable[[str, Request], Awaitable[ModelCard]]
 #: The service itself, or (when it is built after the routes, as in the gateway's lifespan) a
@@ -66,9 +65,9 @@ class Bodies:
     completions: type[BaseModel] = CompletionRequest
 
 
-async def run_here(call: Call, run: Run) -> Response:
+async def run_here(call: Call) -> Call:
     """The dispatch of a process that serves every call itself (the worker)."""
-    return await run(call)
+    return call
 
 
 def _lookup(service: ServiceSource) -> Callable[[Request], OpenAIService]:
@@ -91,7 +90,8 @@ def inference_handler(
     async def handle(body: Any, request: Request) -> Response:
         target = await authorize(body.model, request)
         here = find(request)
-        return await dispatch(here.prepare(endpoint, target, body, request), here.run)
+        outcome = await dispatch(here.prepare(endpoint, target, body, request))
+        return outcome if isinstance(outcome, Response) else await here.run(outcome)
 
     return handle
 
@@ -129,7 +129,8 @@ def create_openai_router(
     Args:
         service: runs calls in this process (and checks every request).
         authorize: the version a request may use, or raises an anchorml error.
-        dispatch: where a checked call runs (:func:`run_here`: in this process).
+        dispatch: where a checked call runs: a response from elsewhere, or the call to run here
+            (:func:`run_here`: always here).
         list_models: the cards of ``GET /v1/models``.
         describe_model: the card of ``GET /v1/models/{model}`` (raises when unknown).
         bodies: the request body models (OpenAI's by default).

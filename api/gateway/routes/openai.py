@@ -38,7 +38,6 @@ from node.serving import (
     MaxTokensError,
     ModelCard,
     OpenAIService,
-    Run,
     Target,
     UnsupportedParameterError,
     add_embeddings_fast_path,
@@ -91,7 +90,7 @@ BODIES = Bodies(
 
 
 def service(request: Request) -> OpenAIService:
-    """The in-process service (built in the app's lifespan, hence found per request)."""
+    """The in-process service (built in the app's lifespan, so found per request)."""
     gateway: Gateway = request.app.state.gateway
     return gateway.service
 
@@ -104,12 +103,13 @@ async def authorize(ref: str, request: Request) -> Target:
     return await gateway.authorize(ref, caller)
 
 
-async def dispatch(call: Call, run: Run) -> Response:
-    """On chain when the request asks for it, else direct: a worker, else ``run`` here."""
+async def dispatch(call: Call) -> Response | Call:
+    """On chain when the request asks for it, else direct: a worker, else here (the call is
+    handed back to the router, which runs it in this process)."""
     gateway = await get_gateway(call.request)
     options = _onchain(gateway, getattr(call.body, "anchorml", None))
     if options is None:
-        return await _direct(gateway, call, run)
+        return await _direct(gateway, call)
     if call.endpoint == "embeddings":
         return await _embed_on_chain(gateway, call, options)
     if call.endpoint == "chat":
@@ -174,8 +174,8 @@ def _onchain(gateway: Gateway, options: AnchormlOptions | None) -> OnchainOption
     return OnchainOptions(options.redundancy, options.reward_wei, options.timeout_s)
 
 
-async def _direct(gateway: Gateway, call: Call, run: Run) -> Response:
-    """Proxy to a worker serving the version, else run in process (devnet mode), else 503."""
+async def _direct(gateway: Gateway, call: Call) -> Response | Call:
+    """Proxy to a worker serving the version, else run here (devnet mode), else 503."""
     target = call.target
     if await gateway.pool.candidates(target.version.version_id):
         payload = call.body.model_dump(exclude_unset=True, exclude={"anchorml"})
@@ -191,8 +191,8 @@ async def _direct(gateway: Gateway, call: Call, run: Run) -> Response:
     if not gateway.config.inprocess:
         raise NoWorkerError(f"no worker serves {target.pinned_ref} right now: retry later")
     gateway.metrics.inference.labels(path="inprocess").inc()
-    pinned = dataclasses.replace(target, ref=target.pinned_ref)
-    return await run(dataclasses.replace(call, target=pinned))
+    pinned = dataclasses.replace(target, ref=target.pinned_ref)  # answers name the version
+    return dataclasses.replace(call, target=pinned)
 
 
 async def _embed_on_chain(gateway: Gateway, call: Call, options: OnchainOptions) -> Response:
