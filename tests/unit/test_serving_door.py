@@ -9,8 +9,7 @@ from pathlib import Path
 
 import node.serving
 from api.gateway.auth import RateLimitedError
-from node.serving import to_response
-from node.serving.errors import OverloadedError
+from node.serving.errors import OverloadedError, to_response
 
 ROOT = Path(__file__).resolve().parents[2]
 
