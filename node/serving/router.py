@@ -96,14 +96,11 @@ def inference_handler(
     return handle
 
 
-def _route(handler: Handler, body: type[BaseModel], name: str, doc: str) -> Handler:
-    """``handler`` with ``body``'s model in its signature (what FastAPI parses and documents)."""
-
-    async def route(body: Any, request: Request) -> Response:
-        return await handler(body, request)
-
-    route.__name__, route.__doc__ = name, doc
-    route.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+def _as_route(handler: Handler, body: type[BaseModel], name: str, doc: str) -> Handler:
+    """``handler`` (a fresh closure) named, documented and with ``body``'s model in its
+    signature: what FastAPI parses and documents."""
+    handler.__name__, handler.__doc__ = name, doc
+    handler.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
             inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=body),
             inspect.Parameter(
@@ -112,7 +109,7 @@ def _route(handler: Handler, body: type[BaseModel], name: str, doc: str) -> Hand
         ],
         return_annotation=Response,
     )
-    return route
+    return handler
 
 
 def create_openai_router(
@@ -157,7 +154,7 @@ def create_openai_router(
     )
     for endpoint, answer, extra in routes:
         handler = inference_handler(endpoint, service, authorize, dispatch)
-        route = _route(handler, getattr(bodies, endpoint), *_NAMES[endpoint])
+        route = _as_route(handler, getattr(bodies, endpoint), *_NAMES[endpoint])
         router.add_api_route(
             PATHS[endpoint], route, methods=["POST"], response_model=answer, **extra
         )
