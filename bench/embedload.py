@@ -94,8 +94,7 @@ def ceiling(
     import torch
 
     from node.executors.encoders import EmbeddingModel
-    from node.serving.allocator import retain_freed_memory
-    from node.serving.lanes import default_lanes
+    from node.serving import default_lanes, retain_freed_memory
 
     retain_freed_memory()  # as the servers do: the ceiling must not depend on this process's past
     model = EmbeddingModel(Path(model_dir), trace=trace)
@@ -338,7 +337,7 @@ def compare(
     way that sets the ceiling in practice), not behind a slow peer, and a drift within a round
     favours neither side. :func:`table` reports medians of those per-round ratios.
     """
-    from node.serving.lanes import default_lanes
+    from node.serving import default_lanes
 
     inprocess = ceiling_ways(concurrency, default_lanes())
     results = {n: Result(n) for n in (*inprocess, *servers)}

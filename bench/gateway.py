@@ -54,7 +54,7 @@ class RawGeneration:
 
     def __init__(self, model_dir: Path, max_tokens: int) -> None:
         from node.executors.infer import _stop_ids
-        from node.serving.allocator import retain_freed_memory
+        from node.serving import retain_freed_memory
         from registry.model.safety import load_causal_lm, load_tokenizer
 
         retain_freed_memory()  # as the gateway does at start-up

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from node.config import NodeConfig
-from node.http import HttpServer, create_app
+from node.server import HttpServer, create_app
 from node.listener import ChainEvent, Listener
 from node.metrics import NodeMetrics
 from node.processor import Processor, Served
@@ -157,8 +157,7 @@ def main(config: NodeConfig) -> NoReturn:
     node: Node | None = None
     loop = _event_loop()
     try:
-        from node.serving.allocator import retain_freed_memory
-        from node.serving.runtime import freeze_gc_after_loads
+        from node.serving import freeze_gc_after_loads, retain_freed_memory
 
         retain_freed_memory()
         node = Node.create(config)
@@ -190,7 +189,7 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 
 def _serving(node: Node) -> Any:
     """The worker's inference runtime (``node.serving``), mounted on its HTTP endpoint."""
-    from node.serving.worker import WorkerServing
+    from node.serving import WorkerServing
 
     return WorkerServing(node)
 

@@ -39,8 +39,7 @@ def serve(
 
     from api.gateway.app import create_app
     from api.gateway.config import load_config
-    from node.serving.allocator import retain_freed_memory
-    from node.serving.runtime import freeze_gc_after_loads
+    from node.serving import freeze_gc_after_loads, retain_freed_memory
 
     retain_freed_memory()
     cfg = load_config(config, host=host, port=port, inprocess=inprocess)

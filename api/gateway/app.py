@@ -1,8 +1,8 @@
 """The gateway's FastAPI app factory.
 
 ``create_app(config, sdk)`` wires the routes, the body limit and metrics middleware, the
-embeddings fast path (:mod:`node.serving.fastpath`), the one error handler and the dashboard
-page. Its lifespan:
+embeddings fast path (the OpenAI router's handler around FastAPI), the one error handler and the
+dashboard page. Its lifespan:
 1. builds the components (:func:`api.gateway.deps.build`) inside the serving event loop;
 2. replays the contracts' events into the index (so the first answers are complete);
 3. starts the chain watcher and the job tracker;
@@ -24,11 +24,10 @@ from fastapi.staticfiles import StaticFiles
 
 from api.gateway.config import GatewayConfig
 from api.gateway.deps import build
-from api.gateway.errors import error_response, install_error_handlers
+from api.gateway.errors import install_error_handlers
 from api.gateway.metrics import GatewayMetrics
 from api.gateway.middleware import BodyLimitMiddleware, MetricsMiddleware
 from api.gateway.routes import ipfs, jobs, nodes, openai, ops, registry
-from node.serving.fastpath import JsonFastPath
 from registry.sdk import Anchorml
 
 log = logging.getLogger(__name__)
@@ -80,14 +79,7 @@ def create_app(config: GatewayConfig, sdk: Anchorml) -> FastAPI:
     async def dashboard() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    app.add_middleware(
-        JsonFastPath,
-        path="/v1/embeddings",
-        body_model=openai.GatewayEmbeddingRequest,
-        handler=openai.embeddings_fast,
-        on_error=error_response,
-        max_body=config.max_body_bytes,
-    )
+    openai.add_fast_path(app, config.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
     return app

@@ -3,12 +3,12 @@
 A caller is identified by the address its anchorml bearer token proves (see
 :mod:`registry.auth`), or — anonymous callers of public models — by the client IP. Each caller
 has a token bucket: ``burst`` requests at once, refilled at ``rate`` per second; past it the
-request is refused with 429 ``rate_limited`` and a ``Retry-After`` hint.
+request is refused with 429 ``rate_limited``, whose ``retry_after_s`` becomes the
+``Retry-After`` header.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from node.serving.catalog import Catalog
+from node.serving import Catalog
 from registry.auth import MissingTokenError, TokenClaims
 from registry.errors import AccessError
 
@@ -114,8 +114,3 @@ class RateLimiter:
         self._buckets.move_to_end(key)
         while len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
-
-    @staticmethod
-    def retry_after(exc: RateLimitedError) -> str:
-        """The ``Retry-After`` header value (whole seconds, at least 1)."""
-        return str(max(1, math.ceil(exc.retry_after_s)))

@@ -21,9 +21,7 @@ from api.gateway.onchain import JobTracker, OnchainRunner
 from api.gateway.store import CountingStore, normalize, tree_cids
 from api.gateway.upstream import WorkerPool
 from api.gateway.watcher import ChainWatcher
-from node.serving.catalog import Catalog, Target
-from node.serving.handlers import Limits, OpenAIService
-from node.serving.runtime import InferenceRuntime, RuntimeConfig
+from node.serving import Catalog, InferenceRuntime, Limits, OpenAIService, RuntimeConfig, Target
 from registry.clients import Access
 from registry.model.package import ModelCache
 from registry.sdk import Anchorml
@@ -62,7 +60,7 @@ class Gateway:
     def refresh_caches(self) -> None:
         """Reload the chain answers requests use just before they expire (each watcher tick), so
         a refresh is not started by — and run beside — the request that finds an answer stale
-        (see :mod:`node.serving.cache`)."""
+        (see :class:`node.serving.AsyncCache`)."""
         ahead = 2 * self.config.watch_interval_s
         self.catalog.refresh_expiring(ahead)
         self.pool.refresh_expiring(ahead)

@@ -1,8 +1,9 @@
-"""The gateway's one exception handler: every failure becomes an HTTP status and an OpenAI-shaped
-``{"error": {"code", "message", "type", "param"}}`` body, never exception text.
+"""The gateway's own errors and its one exception handler.
 
-The code → status table and the message policy live in :mod:`node.serving.errors` (the worker
-answers the same way); this module adds the gateway's own errors and installs the handler for
+Every failure becomes an HTTP status and an OpenAI-shaped ``{"error": {"code", "message",
+"type", "param"}}`` body, never exception text. The code → status table and the message policy
+are the serving package's (:func:`node.serving.to_response`, the worker answers the same way):
+this module declares the errors only the gateway raises and installs that translation for
 anchorml errors (contract reverts included), request validation (400 ``invalid_json`` /
 ``invalid_request``), Starlette's routing errors and, last, anything unexpected (500, logged).
 """
@@ -14,81 +15,52 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.gateway.auth import RateLimitedError, RateLimiter
-from node.serving.errors import ServingError, to_response
+from node.serving import ServingError, to_response
 from registry.errors import AnchormlError
 
 
 class NoWorkerError(ServingError):
-    """No worker serves the version and in-process inference is off."""
+    """No worker serves the version and in-process inference is off (503)."""
 
     code = "no_worker"
-    status = 503
-
-
-class WorkerError(ServingError):
-    """A worker failed to answer (connection refused, reset, timed out)."""
-
-    code = "worker_unavailable"
-    status = 502
-
-
-class BodyTooLargeError(ServingError):
-    """The request body exceeds the configured limit."""
-
-    code = "body_too_large"
-    status = 413
 
 
 class ContentTooLargeError(ServingError):
-    """The content asked for exceeds what the gateway serves."""
+    """The content asked for exceeds what the gateway serves (413)."""
 
     code = "content_too_large"
-    status = 413
 
 
 class JobNotFoundError(ServingError):
-    """No job with that id."""
+    """No job with that id (404)."""
 
     code = "job_not_found"
-    status = 404
 
 
 class JobTimeoutError(ServingError):
-    """An on-chain request's job did not settle in time (it stays on chain; see the message)."""
+    """An on-chain request's job did not settle in time; it stays on chain (504)."""
 
     code = "job_timeout"
-    status = 504
 
 
 class JobFailedError(ServingError):
-    """An on-chain request's job expired or was cancelled without a result."""
+    """An on-chain request's job expired or was cancelled without a result (502)."""
 
     code = "job_failed"
-    status = 502
 
 
 class SignerUnavailableError(ServingError):
-    """The gateway has no key, so it cannot create jobs."""
+    """The gateway has no key, so it cannot create jobs (503)."""
 
     code = "signer_unavailable"
-    status = 503
-
-
-def error_response(exc: Exception) -> JSONResponse:
-    """The response for any exception (the gateway's single translation point)."""
-    response = to_response(exc)
-    if isinstance(exc, RateLimitedError):
-        response.headers["Retry-After"] = RateLimiter.retry_after(exc)
-    return response
 
 
 async def _handle(request: Request, exc: Exception) -> JSONResponse:
     del request  # the translation depends on the error only
-    return error_response(exc)
+    return to_response(exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Route every error the app can raise through :func:`error_response`."""
+    """Route every error the app can raise through :func:`node.serving.to_response`."""
     for kind in (AnchormlError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(kind, _handle)

@@ -4,7 +4,7 @@
 event into it and says which views changed (``models``, ``access``, ``nodes``, ``jobs``), so the
 watcher can invalidate caches. It backs the registry browsing endpoints, the job list and the
 node delivery record (finalized deliveries and slashes per node); the inference path keeps
-asking the chain itself (through the cached :class:`~node.serving.catalog.Catalog`).
+asking the chain itself (through the cached :class:`~node.serving.Catalog`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from node.serving.metrics import LATENCY_BUCKETS, ServingMetrics
+from node.serving import LATENCY_BUCKETS, ServingMetrics
 
 
 class GatewayMetrics:

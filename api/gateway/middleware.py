@@ -13,8 +13,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.gateway.metrics import GatewayMetrics
-from node.serving.errors import error_body
-from node.serving.handlers import dumps
+from node.serving import dumps, error_body
 
 
 async def _send_413(send: Send, limit: int) -> None:

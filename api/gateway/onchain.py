@@ -27,7 +27,7 @@ import anyio
 from api.gateway.config import GatewayConfig
 from api.gateway.errors import JobFailedError, JobTimeoutError, SignerUnavailableError
 from api.gateway.metrics import GatewayMetrics
-from node.serving.catalog import Target
+from node.serving import Target
 from registry import jobio
 from registry.chain.events import iter_events
 from registry.clients import JobKind, JobStatus

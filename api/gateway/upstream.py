@@ -29,8 +29,7 @@ from fastapi import Response
 from fastapi.responses import StreamingResponse
 
 from api.gateway.metrics import GatewayMetrics
-from node.serving.cache import AsyncCache
-from node.serving.handlers import SSE_HEADERS
+from node.serving import SSE_HEADERS, AsyncCache
 from registry.clients import NodeRegistryClient
 
 log = logging.getLogger(__name__)

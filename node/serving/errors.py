@@ -1,16 +1,19 @@
-"""Errors of the serving path and their one translation to HTTP: status + OpenAI error body.
+"""Errors of the serving path and the one translation of any error to HTTP: status + OpenAI
+error body.
 
-Every failure a client can cause maps to a 4xx with a stable ``code``; the body is OpenAI's
-``{"error": {"message", "type", "code", "param"}}``. Messages are passed through only for
+Every failure a client can cause maps to a 4xx with a stable ``code``; the status of each code
+stands in one table (:data:`STATUS_BY_CODE`), the body is OpenAI's ``{"error": {"message",
+"type", "code", "param"}}`` (:mod:`node.serving.http`). Messages are passed through only for
 errors whose text this code base writes for the caller (it names the problem, never a path or a
 library's exception text); anything else gets a fixed message per status, and the details go to
-the log. Used by the worker's router (:class:`ErrorMappingRoute`) and the gateway's one
-exception handler.
+the log. Used by the OpenAI router (:class:`ErrorMappingRoute`) and the gateway's one exception
+handler, so the worker and the gateway answer alike.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -26,6 +29,7 @@ from node.executors.errors import (
     InvalidJobInputError,
     InvalidJobParamsError,
 )
+from node.serving.http import error_response
 from registry.auth import MissingTokenError, TokenExpiredError
 from registry.chain import revert_errors as rv
 from registry.errors import (
@@ -50,10 +54,10 @@ log = logging.getLogger(__name__)
 
 
 class ServingError(AnchormlError):
-    """Base of the serving errors; ``status`` is the HTTP status they answer with."""
+    """Base of the errors of the HTTP servers; ``param`` names the request field at fault. The
+    status each code answers with is in :data:`STATUS_BY_CODE`."""
 
     code = "serving_error"
-    status = 400
     param: str | None = None
 
     def __init__(self, message: str, param: str | None = None) -> None:
@@ -95,7 +99,6 @@ class ModelNotServedError(ServingError):
     """This server does not serve the requested model version."""
 
     code = "model_not_served"
-    status = 404
 
 
 class NoAccessError(AccessError):
@@ -108,13 +111,18 @@ class OverloadedError(ServingError):
     """Too many requests are queued; the client should back off and retry."""
 
     code = "overloaded"
-    status = 503
 
 
-#: HTTP status by error code (codes not listed fall back to the class hierarchy below).
+#: HTTP status by error code, for the worker's and the gateway's errors alike (codes not listed
+#: fall back to the class hierarchy in :func:`status_of`).
 STATUS_BY_CODE: dict[str, int] = {
+    "serving_error": 400,
     "invalid_json": 400,
     "invalid_request": 400,
+    "unsupported_parameter": 400,
+    "max_tokens_too_large": 400,
+    "context_length_exceeded": 400,
+    "unsupported_task": 400,
     "invalid_cid": 400,
     "invalid_job_params": 400,
     "invalid_job_input": 400,
@@ -130,6 +138,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "content_not_found": 404,
     "job_not_found": 404,
     "not_found": 404,
+    "model_not_served": 404,
     "method_not_allowed": 405,
     "model_revoked": 410,
     "version_is_revoked": 410,
@@ -139,6 +148,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "model_error": 422,
     "rate_limited": 429,
     "content_corrupt": 502,
+    "job_failed": 502,
     "store_error": 502,
     "chain_error": 502,
     "transaction_failed": 502,
@@ -147,6 +157,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "rpc_unavailable": 503,
     "store_unavailable": 503,
     "enforced_pause": 503,
+    "no_worker": 503,
+    "signer_unavailable": 503,
+    "job_timeout": 504,
 }
 
 #: Errors whose message is written for the caller and safe to return verbatim.
@@ -176,21 +189,14 @@ _GENERIC: dict[int, str] = {
     504: "timed out",
 }
 
-_TYPES: dict[int, str] = {
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    429: "rate_limit_error",
-}
-
 
 def status_of(exc: AnchormlError) -> int:
     """The HTTP status an anchorml error answers with."""
-    if isinstance(exc, ServingError):
-        return exc.status
     status = STATUS_BY_CODE.get(exc.code)
     if status is not None:
         return status
+    if isinstance(exc, ServingError):
+        return 400
     if isinstance(exc, ContractRevertError):
         return 409  # the chain refused in its current state (paused, wrong status, ...)
     if isinstance(exc, MissingTokenError | TokenExpiredError):
@@ -215,27 +221,6 @@ def status_of(exc: AnchormlError) -> int:
     return 500
 
 
-def error_type(status: int) -> str:
-    """OpenAI's ``error.type`` for a status."""
-    if status in _TYPES:
-        return _TYPES[status]
-    return "invalid_request_error" if status < 500 else "server_error"
-
-
-def error_body(
-    status: int, code: str, message: str, param: str | None = None
-) -> dict[str, dict[str, Any]]:
-    """The OpenAI-shaped error body."""
-    return {"error": {"message": message, "type": error_type(status), "code": code, "param": param}}
-
-
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    """A JSON error response."""
-    return JSONResponse(error_body(status, code, message), status_code=status, headers=headers)
-
-
 def public_message(exc: AnchormlError, status: int) -> str:
     """The message safe to show the caller (our own text, or a fixed one per status)."""
     if isinstance(exc, NoAccessError | rv.NoAccess):
@@ -254,10 +239,16 @@ def anchorml_error_response(exc: AnchormlError) -> JSONResponse:
         status = 403
     if status >= 500:
         log.warning("%s (%s): %s", type(exc).__name__, exc.code, exc.message)
-    headers = {"Retry-After": "1"} if status in (429, 503) else None
+    headers = {"Retry-After": retry_after(exc)} if status in (429, 503) else None
     param = exc.param if isinstance(exc, ServingError) else None
-    body = error_body(status, code, public_message(exc, status), param)
-    return JSONResponse(body, status_code=status, headers=headers)
+    return error_response(status, code, public_message(exc, status), param, headers)
+
+
+def retry_after(exc: AnchormlError) -> str:
+    """The ``Retry-After`` header of a 429/503: the error's own ``retry_after_s`` when it has
+    one (a rate limiter's refill time), in whole seconds, at least 1."""
+    wait = getattr(exc, "retry_after_s", 1.0)
+    return str(max(1, math.ceil(wait)))
 
 
 def validation_error_response(errors: Sequence[Any]) -> JSONResponse:
@@ -268,8 +259,7 @@ def validation_error_response(errors: Sequence[Any]) -> JSONResponse:
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     where = ".".join(loc) or "body"
     msg = str(first.get("msg", "invalid value"))[:200]
-    body = error_body(400, "invalid_request", f"{where}: {msg}", where)
-    return JSONResponse(body, status_code=400)
+    return error_response(400, "invalid_request", f"{where}: {msg}", where)
 
 
 def http_exception_response(exc: HTTPException) -> JSONResponse:
@@ -278,7 +268,7 @@ def http_exception_response(exc: HTTPException) -> JSONResponse:
     status = exc.status_code
     code = codes.get(status, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else _GENERIC.get(status, "error")
-    return error_response(status, code, message[:200], dict(exc.headers or {}) or None)
+    return error_response(status, code, message[:200], headers=dict(exc.headers or {}) or None)
 
 
 def unexpected_error_response(exc: Exception) -> JSONResponse:

@@ -1,10 +1,11 @@
 """OpenAI semantics over the runtime: validate a request, run it, shape the answer.
 
-Shared by the worker's router and the gateway's in-process path, so both answer identically.
-Responses are built as plain dicts and encoded once (large float arrays make pydantic
-serialization the bottleneck); their shapes are the models of :mod:`node.serving.schemas`.
-Embedding answers keep their float32 arrays and are encoded by orjson, which writes each float
-in the shortest form that reads back to the same float32.
+:meth:`OpenAIService.prepare` checks a request into a :class:`Call` (before the router's
+``dispatch`` picks where it runs); :meth:`OpenAIService.run` runs a call in this process. The
+worker and the gateway's in-process path both run here, so both answer identically. Responses
+are built as plain dicts and encoded once (large float arrays make pydantic serialization the
+bottleneck); their shapes are the models of :mod:`node.serving.schemas`. Embedding answers keep
+their float32 arrays and are encoded by orjson (:func:`node.serving.http.dumps_arrays`).
 
 Streaming (``stream: true``) answers Server-Sent Events: a first chunk with the assistant role,
 one chunk per decoded piece of text, a chunk with ``finish_reason``, optionally a usage chunk
@@ -22,9 +23,9 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import Response
+from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
 from node.serving.catalog import Target
@@ -32,10 +33,10 @@ from node.serving.errors import (
     InvalidRequestError,
     MaxTokensError,
     UnsupportedParameterError,
-    error_body,
     to_response,
 )
 from node.serving.generation import GenerationDone, GenerationParams, TextDelta
+from node.serving.http import SSE_DONE, SSE_HEADERS, dumps_arrays, error_body, json_response, sse
 from node.serving.runtime import GenerationStream, InferenceRuntime
 from node.serving.schemas import (
     ChatCompletionRequest,
@@ -49,8 +50,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 FINGERPRINT = "anchorml"
+
+#: The OpenAI endpoints a :class:`Call` runs, and their paths.
+Endpoint = Literal["embeddings", "classifications", "chat", "completions"]
+PATHS: dict[Endpoint, str] = {
+    "embeddings": "/v1/embeddings",
+    "classifications": "/v1/classifications",
+    "chat": "/v1/chat/completions",
+    "completions": "/v1/completions",
+}
 
 
 @dataclass(frozen=True)
@@ -62,30 +71,32 @@ class Limits:
     max_text_chars: int = 200_000
 
 
-def dumps(value: Any) -> bytes:
-    """Compact JSON bytes."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+@dataclass(frozen=True)
+class Call:
+    """One authorized, checked OpenAI request, ready to run wherever ``dispatch`` sends it.
 
+    Attributes:
+        endpoint: which endpoint (:data:`PATHS` gives its path).
+        target: the resolved version; answers name the model ``target.ref``.
+        body: the parsed body (the app's own model: the gateway's carries ``anchorml``).
+        request: the HTTP request (its ``Authorization`` is forwarded to a worker).
+        params: the checked sampling parameters (chat and completions).
+        messages: the conversation as the chat template takes it (chat).
+        prompt: the one prompt (completions).
+    """
 
-def json_response(body: dict[str, Any], status: int = 200) -> Response:
-    """A JSON response from a ready dict."""
-    return Response(dumps(body), status_code=status, media_type="application/json")
+    endpoint: Endpoint
+    target: Target
+    body: Any
+    request: Request
+    params: GenerationParams | None = None
+    messages: list[dict[str, str]] | None = None
+    prompt: str | None = None
 
-
-def dumps_arrays(value: Any) -> bytes:
-    """Compact JSON bytes of a document holding numpy arrays (written as lists of numbers).
-    Its integers must fit in 64 bits (orjson's limit), so wei amounts go through :func:`dumps`."""
-    import orjson
-
-    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def sse(value: Any) -> bytes:
-    """One Server-Sent Event carrying ``value`` as JSON."""
-    return b"data: " + dumps(value) + b"\n\n"
-
-
-SSE_DONE = b"data: [DONE]\n\n"
+    @property
+    def path(self) -> str:
+        """The endpoint's path (``/v1/...``)."""
+        return PATHS[self.endpoint]
 
 
 def usage(prompt: int, completion: int = 0) -> dict[str, int]:
@@ -238,6 +249,31 @@ class OpenAIService:
         self._check_texts(prompts, "prompt")
         return prompts[0]
 
+    def prepare(self, endpoint: Endpoint, target: Target, body: Any, request: Request) -> Call:
+        """Check ``body`` for ``endpoint`` (generation parameters, conversation or prompt) into
+        a :class:`Call`; what fails here fails before any inference, wherever it would run.
+
+        Raises:
+            InvalidRequestError: a parameter is invalid or unsupported (see the checks above).
+        """
+        if endpoint == "chat":
+            params, messages = self.generation_params(body), self.chat_messages(body)
+            return Call(endpoint, target, body, request, params, messages=messages)
+        if endpoint == "completions":
+            params, prompt = self.generation_params(body), self.completion_prompt(body)
+            return Call(endpoint, target, body, request, params, prompt=prompt)
+        return Call(endpoint, target, body, request)
+
+    async def run(self, call: Call) -> Response:
+        """Run ``call`` in this process."""
+        if call.endpoint == "embeddings":
+            return await self.embeddings(call.target, call.body)
+        if call.endpoint == "classifications":
+            return await self.classifications(call.target, call.body)
+        if call.endpoint == "chat":
+            return await self._chat(call)
+        return await self._completions(call)
+
     # --- encoders ------------------------------------------------------------------------------
 
     async def embeddings(self, target: Target, req: EmbeddingRequest) -> Response:
@@ -275,12 +311,11 @@ class OpenAIService:
 
     # --- generation ----------------------------------------------------------------------------
 
-    async def chat(self, target: Target, req: ChatCompletionRequest) -> Response:
+    async def _chat(self, call: Call) -> Response:
         """``/v1/chat/completions`` (JSON, or SSE with ``stream``)."""
-        params = self.generation_params(req)
-        loaded, prompt = await self.runtime.prompt(
-            target.version, params, messages=self.chat_messages(req)
-        )
+        target, req, params = call.target, call.body, call.params
+        assert params is not None and call.messages is not None  # set by prepare()
+        loaded, prompt = await self.runtime.prompt(target.version, params, messages=call.messages)
         stream = await self.runtime.generate(loaded, prompt)
         if req.stream:
             include = bool(req.stream_options and req.stream_options.include_usage)
@@ -295,10 +330,10 @@ class OpenAIService:
             )
         )
 
-    async def completions(self, target: Target, req: CompletionRequest) -> Response:
+    async def _completions(self, call: Call) -> Response:
         """``/v1/completions`` (JSON, or SSE with ``stream``)."""
-        params = self.generation_params(req)
-        prompt_text = self.completion_prompt(req)
+        target, req, params, prompt_text = call.target, call.body, call.params, call.prompt
+        assert params is not None and prompt_text is not None  # set by prepare()
         loaded, prompt = await self.runtime.prompt(target.version, params, text=prompt_text)
         stream = await self.runtime.generate(loaded, prompt)
         if req.stream:

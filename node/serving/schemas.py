@@ -286,22 +286,3 @@ class ErrorBody(BaseModel):
     """Every error response: ``{"error": {...}}``."""
 
     error: ErrorDetail
-
-
-#: OpenAPI ``responses`` for the error statuses every inference route may answer.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text}
-    for status, text in (
-        (400, "Invalid request (stable code in error.code)"),
-        (401, "Missing, expired or forged bearer token"),
-        (403, "No on-chain access to the model"),
-        (404, "Unknown model"),
-        (410, "Model version revoked"),
-        (413, "Body too large"),
-        (422, "The model cannot be loaded"),
-        (429, "Rate limited"),
-        (502, "Upstream failure"),
-        (503, "No capacity or no worker"),
-        (504, "Timed out"),
-    )
-}

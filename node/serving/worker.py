@@ -17,7 +17,7 @@ from node.serving.catalog import Catalog, Target
 from node.serving.errors import ModelNotServedError
 from node.serving.handlers import OpenAIService
 from node.serving.metrics import ServingMetrics
-from node.serving.router import add_embeddings_fast_path, create_openai_router
+from node.serving.router import add_embeddings_fast_path, create_openai_router, run_here
 from node.serving.runtime import InferenceRuntime, RuntimeConfig
 from node.serving.schemas import ModelCard
 
@@ -51,20 +51,35 @@ class WorkerServing(Service):
 
     def mount(self, app: FastAPI) -> None:
         """Add the OpenAI-compatible routes for the served versions to the worker's app."""
-        app.include_router(create_openai_router(self.service, self.authorize, self.list_models))
-        add_embeddings_fast_path(app, self.service, self.authorize)
+        router = create_openai_router(
+            self.service, self.authorize, run_here,
+            list_models=self.list_models, describe_model=self.describe_model,
+        )  # fmt: skip
+        app.include_router(router)
+        add_embeddings_fast_path(app, self.service, self.authorize, run_here)
 
     async def authorize(self, ref: str, request: Request) -> Target:
         """Resolve ``ref``; refuse versions this node does not serve and callers without access."""
         caller = self.catalog.caller(request.headers.get("authorization"))
-        target = await self.catalog.resolve(ref)
-        if self.node.served.get(target.version.version_id) is None:
-            raise ModelNotServedError(f"this worker does not serve {ref!r}", param="model")
+        target = await self._served(ref)
         await self.catalog.authorize(target, caller)
         return target
 
-    async def list_models(self) -> list[ModelCard]:
+    async def _served(self, ref: str) -> Target:
+        target = await self.catalog.resolve(ref)
+        if self.node.served.get(target.version.version_id) is None:
+            raise ModelNotServedError(f"this worker does not serve {ref!r}", param="model")
+        return target
+
+    async def describe_model(self, ref: str, request: Request) -> ModelCard:
+        """``ref`` resolved, when this node serves its version (404 ``model_not_served``)."""
+        del request  # describing a model needs no access, as at the gateway
+        target = await self._served(ref)
+        return ModelCard(id=target.pinned_ref, owned_by=target.model.owner)
+
+    async def list_models(self, request: Request) -> list[ModelCard]:
         """The configured references whose versions are still served."""
+        del request  # the same list for every caller
         cards = []
         for ref in self.node.config.serves:
             try:

@@ -17,9 +17,7 @@ from fastapi.responses import StreamingResponse
 from api.gateway.auth import Caller
 from api.gateway.deps import FreshGatewayDep, Gateway, LimitedCallerDep
 from api.gateway.errors import ContentTooLargeError
-from node.serving.errors import NoAccessError
-from node.serving.handlers import json_response
-from node.serving.schemas import ERROR_RESPONSES
+from node.serving import ERROR_RESPONSES, NoAccessError, json_response
 from registry.auth import MissingTokenError
 from registry.clients import Access, ModelRecord
 from registry.errors import ContentNotFoundError

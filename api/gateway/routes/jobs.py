@@ -25,10 +25,14 @@ from api.gateway.deps import FreshGatewayDep, Gateway, GatewayDep, LimitedCaller
 from api.gateway.errors import JobNotFoundError, SignerUnavailableError
 from api.gateway.index import JobEntry
 from node.executors import parse_params
-from node.serving.errors import InvalidRequestError
-from node.serving.handlers import SSE_HEADERS, dumps, json_response
-from node.serving.router import STREAMING
-from node.serving.schemas import ERROR_RESPONSES
+from node.serving import (
+    ERROR_RESPONSES,
+    SSE_HEADERS,
+    STREAMING,
+    InvalidRequestError,
+    dumps,
+    json_response,
+)
 from registry import jobio
 from registry.clients import JobKind
 

@@ -15,8 +15,7 @@ from pydantic import BaseModel
 
 from api.gateway.deps import FreshGatewayDep, Gateway
 from api.gateway.index import NodeEntry
-from node.serving.handlers import json_response
-from node.serving.schemas import ERROR_RESPONSES
+from node.serving import ERROR_RESPONSES, json_response
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"], responses=ERROR_RESPONSES)
 

@@ -1,7 +1,9 @@
-"""OpenAI-compatible endpoints of the gateway, with the two inference paths.
+"""The gateway's OpenAI-compatible endpoints: the serving package's one router
+(:func:`node.serving.create_openai_router`) with the gateway's ``anchorml`` request extension,
+its caller checks and its dispatch.
 
-Every request is resolved and access-checked first (401/403/404/410 before any inference or
-store read). Then:
+Every request is resolved and access-checked first (401/403/404/410/429 before any inference or
+store read), then checked (sampling parameters, prompt). Then :func:`dispatch` sends it:
 
 - **direct** (default): proxied to a worker serving the resolved version, or — when none does
   and ``inprocess`` is on — run in this process on the shared runtime; else 503 ``no_worker``;
@@ -14,52 +16,38 @@ The ``model`` in answers is the resolved ``name@tag``, whatever alias the reques
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable
+from typing import Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.gateway.deps import (
-    CallerDep,
-    FreshGatewayDep,
-    Gateway,
-    GatewayDep,
-    LimitedCallerDep,
-    get_caller,
-    get_gateway,
-    get_limited_caller,
-)
+from api.gateway.deps import Gateway, fresh_index, get_caller, get_gateway, get_limited_caller
 from api.gateway.errors import NoWorkerError
 from api.gateway.onchain import OnchainOptions
 from node.executors import parse_params
 from node.executors.params import MAX_NEW_TOKENS_CAP
-from node.serving.catalog import Target
-from node.serving.errors import InvalidRequestError, MaxTokensError, UnsupportedParameterError
-from node.serving.generation import GenerationParams
-from node.serving.handlers import (
+from node.serving import (
+    Bodies,
+    Call,
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    GenerationParams,
+    InvalidRequestError,
+    MaxTokensError,
+    ModelCard,
+    OpenAIService,
+    Target,
+    UnsupportedParameterError,
+    add_embeddings_fast_path,
     chat_body,
     completion_body,
+    create_openai_router,
     dumps,
     embedding_body,
     json_response,
 )
-from node.serving.router import STREAMING
-from node.serving.schemas import (
-    ERROR_RESPONSES,
-    ChatCompletion,
-    ChatCompletionRequest,
-    ClassificationList,
-    ClassificationRequest,
-    Completion,
-    CompletionRequest,
-    EmbeddingList,
-    EmbeddingRequest,
-    ModelCard,
-    ModelList,
-)
-
-router = APIRouter(tags=["openai"], responses=ERROR_RESPONSES)
 
 
 class AnchormlOptions(BaseModel):
@@ -91,7 +79,88 @@ class GatewayEmbeddingRequest(EmbeddingRequest):
     anchorml: AnchormlOptions | None = None
 
 
-Body = TypeVar("Body", bound=BaseModel)
+BODIES = Bodies(
+    embeddings=GatewayEmbeddingRequest,
+    chat=GatewayChatRequest,
+    completions=GatewayCompletionRequest,
+)
+
+
+# --- the router's three parts ----------------------------------------------------------------
+
+
+def service(request: Request) -> OpenAIService:
+    """The in-process service (built in the app's lifespan, so found per request)."""
+    gateway: Gateway = request.app.state.gateway
+    return gateway.service
+
+
+async def authorize(ref: str, request: Request) -> Target:
+    """The caller (401 for a bad token), one request of its rate (429), then ``ref`` resolved
+    and the caller's access checked (404/410/403)."""
+    gateway = await get_gateway(request)
+    caller = await get_limited_caller(await get_caller(request, gateway), gateway)
+    return await gateway.authorize(ref, caller)
+
+
+async def dispatch(call: Call) -> Response | Call:
+    """On chain when the request asks for it, else direct: a worker, else here (the call is
+    handed back to the router, which runs it in this process)."""
+    gateway = await get_gateway(call.request)
+    options = _onchain(gateway, getattr(call.body, "anchorml", None))
+    if options is None:
+        return await _direct(gateway, call)
+    if call.endpoint == "embeddings":
+        return await _embed_on_chain(gateway, call, options)
+    if call.endpoint == "chat":
+        if call.body.stream:
+            raise UnsupportedParameterError(
+                "stream is not available with anchorml.mode onchain", "stream"
+            )
+        return await _generate_on_chain(gateway, call, {"messages": call.messages}, "chat", options)
+    if call.body.stream or call.body.echo:
+        raise UnsupportedParameterError("stream/echo are not available on chain", "stream")
+    return await _generate_on_chain(gateway, call, {"prompt": call.prompt}, "generate", options)
+
+
+async def list_models(request: Request) -> list[ModelCard]:
+    """Every model, each version as ``name@tag`` and each alias as ``name@alias``."""
+    gateway = await fresh_index(await get_gateway(request))
+    cards = []
+    for model in gateway.index.models.values():
+        cards.append(ModelCard(id=model.name, owned_by=model.owner))
+        refs = [
+            gateway.index.versions[v].tag
+            for v in model.versions
+            if not gateway.index.versions[v].revoked
+        ]
+        for ref in [*refs, *sorted(model.aliases)]:
+            cards.append(ModelCard(id=f"{model.name}@{ref}", owned_by=model.owner))
+    return cards
+
+
+async def describe_model(ref: str, request: Request) -> ModelCard:
+    """One model reference, resolved (404 unknown, 410 revoked)."""
+    gateway = await get_gateway(request)
+    await get_caller(request, gateway)  # a malformed token is refused here too
+    target = await gateway.catalog.resolve(ref)
+    return ModelCard(id=target.pinned_ref, owned_by=target.model.owner)
+
+
+router = create_openai_router(
+    service, authorize, dispatch,
+    list_models=list_models, describe_model=describe_model, bodies=BODIES,
+)  # fmt: skip
+
+
+def add_fast_path(app: FastAPI, max_body: int) -> None:
+    """Serve valid embeddings requests on ``app`` around FastAPI, with the route's handler."""
+    add_embeddings_fast_path(
+        app, service, authorize, dispatch, body=GatewayEmbeddingRequest, max_body=max_body
+    )
+
+
+# --- dispatch --------------------------------------------------------------------------------
 
 
 def _onchain(gateway: Gateway, options: AnchormlOptions | None) -> OnchainOptions | None:
@@ -105,22 +174,16 @@ def _onchain(gateway: Gateway, options: AnchormlOptions | None) -> OnchainOption
     return OnchainOptions(options.redundancy, options.reward_wei, options.timeout_s)
 
 
-async def _direct(
-    gateway: Gateway,
-    request: Request,
-    target: Target,
-    path: str,
-    body: Body,
-    inprocess: Callable[[Target, Body], Awaitable[Response]],
-) -> Response:
-    """Proxy to a worker serving the version, else run in process (devnet mode), else 503."""
+async def _direct(gateway: Gateway, call: Call) -> Response | Call:
+    """Proxy to a worker serving the version, else run here (devnet mode), else 503."""
+    target = call.target
     if await gateway.pool.candidates(target.version.version_id):
-        payload = body.model_dump(exclude_unset=True, exclude={"anchorml"})
+        payload = call.body.model_dump(exclude_unset=True, exclude={"anchorml"})
         payload["model"] = target.pinned_ref  # the worker runs exactly the version resolved here
         stream = bool(payload.get("stream", False))
-        authorization = request.headers.get("authorization")
+        authorization = call.request.headers.get("authorization")
         proxied = await gateway.pool.proxy(
-            target.version.version_id, path, dumps(payload), authorization, stream
+            target.version.version_id, call.path, dumps(payload), authorization, stream
         )
         if proxied is not None:
             gateway.metrics.inference.labels(path="worker").inc()
@@ -128,7 +191,22 @@ async def _direct(
     if not gateway.config.inprocess:
         raise NoWorkerError(f"no worker serves {target.pinned_ref} right now: retry later")
     gateway.metrics.inference.labels(path="inprocess").inc()
-    return await inprocess(dataclasses.replace(target, ref=target.pinned_ref), body)
+    pinned = dataclasses.replace(target, ref=target.pinned_ref)  # answers name the version
+    return dataclasses.replace(call, target=pinned)
+
+
+async def _embed_on_chain(gateway: Gateway, call: Call, options: OnchainOptions) -> Response:
+    body = call.body
+    if body.dimensions is not None:
+        raise UnsupportedParameterError("dimensions is not available on chain", "dimensions")
+    gateway.metrics.inference.labels(path="onchain").inc()
+    result, receipt = await gateway.onchain.run(
+        call.target, {"texts": body.texts()}, {"task": "embed"}, options
+    )
+    answer = embedding_body(
+        call.target.pinned_ref, result["embeddings"], 0, body.encoding_format, anchorml=receipt
+    )
+    return json_response(answer)
 
 
 def _job_generation(params: GenerationParams, task: str) -> dict[str, Any]:
@@ -153,145 +231,26 @@ def _apply_stops(text: str, stops: tuple[str, ...], finish: str) -> tuple[str, s
     return (text[: min(hits)], "stop") if hits else (text, finish)
 
 
+_SHAPES: dict[str, Callable[..., dict[str, Any]]] = {
+    "chat": chat_body,
+    "completions": completion_body,
+}
+
+
 async def _generate_on_chain(
-    gateway: Gateway,
-    target: Target,
-    job_input: dict[str, Any],
-    params: GenerationParams,
-    task: str,
-    options: OnchainOptions,
-    shape: Callable[..., dict[str, Any]],
+    gateway: Gateway, call: Call, job_input: dict[str, Any], task: str, options: OnchainOptions
 ) -> Response:
-    """Run a generation as an on-chain job and answer in ``shape`` (:func:`chat_body` or
-    :func:`completion_body`), stop strings applied, with the job's receipt under ``anchorml``."""
+    """Run a generation as an on-chain job and answer in the endpoint's shape, stop strings
+    applied, with the job's receipt under ``anchorml``."""
+    params, target = call.params, call.target
+    assert params is not None  # generation calls carry their checked parameters
     job = _job_generation(params, task)
     gateway.metrics.inference.labels(path="onchain").inc()
     result, receipt = await gateway.onchain.run(target, job_input, job, options)
     text, finish = _apply_stops(str(result["text"]), params.stop, str(result["finish_reason"]))
     used = result.get("usage", {})
-    answer = shape(
+    answer = _SHAPES[call.endpoint](
         target.pinned_ref, text, finish, int(used.get("prompt_tokens", 0)),
         int(used.get("completion_tokens", 0)), anchorml=receipt,
     )  # fmt: skip
     return json_response(answer)
-
-
-@router.get("/v1/models", response_model=ModelList)
-async def list_models(gateway: FreshGatewayDep) -> Response:
-    """Every model, each version as ``name@tag`` and each alias as ``name@alias``."""
-    cards = []
-    for model in gateway.index.models.values():
-        cards.append({"id": model.name, "object": "model", "created": 0, "owned_by": model.owner})
-        refs = [
-            gateway.index.versions[v].tag
-            for v in model.versions
-            if not gateway.index.versions[v].revoked
-        ]
-        for ref in [*refs, *sorted(model.aliases)]:
-            cards.append(
-                {
-                    "id": f"{model.name}@{ref}",
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": model.owner,
-                }
-            )
-    return json_response({"object": "list", "data": cards})
-
-
-@router.get("/v1/models/{model}", response_model=ModelCard)
-async def get_model(model: str, gateway: GatewayDep, caller: CallerDep) -> Response:
-    """One model reference, resolved (404 unknown, 410 revoked)."""
-    del caller  # a malformed token is refused here too
-    target = await gateway.catalog.resolve(model)
-    card = {
-        "id": target.pinned_ref,
-        "object": "model",
-        "created": 0,
-        "owned_by": target.model.owner,
-    }
-    return json_response(card)
-
-
-@router.post("/v1/embeddings", response_model=EmbeddingList)
-async def embeddings(
-    body: GatewayEmbeddingRequest, request: Request, gateway: GatewayDep, caller: LimitedCallerDep
-) -> Response:
-    """Sentence embeddings (``encoding_format`` float or base64)."""
-    target = await gateway.authorize(body.model, caller)
-    options = _onchain(gateway, body.anchorml)
-    if options is None:
-        return await _direct(
-            gateway, request, target, "/v1/embeddings", body, gateway.service.embeddings
-        )
-    if body.dimensions is not None:
-        raise UnsupportedParameterError("dimensions is not available on chain", "dimensions")
-    gateway.metrics.inference.labels(path="onchain").inc()
-    result, receipt = await gateway.onchain.run(
-        target, {"texts": body.texts()}, {"task": "embed"}, options
-    )
-    answer = embedding_body(
-        target.pinned_ref, result["embeddings"], 0, body.encoding_format, anchorml=receipt
-    )
-    return json_response(answer)
-
-
-async def embeddings_fast(body: GatewayEmbeddingRequest, request: Request) -> Response:
-    """:func:`embeddings` with its dependencies resolved here, for the app's fast path
-    (:mod:`node.serving.fastpath`)."""
-    gateway = await get_gateway(request)
-    caller = await get_limited_caller(await get_caller(request, gateway), gateway)
-    return await embeddings(body, request, gateway, caller)
-
-
-@router.post("/v1/classifications", response_model=ClassificationList)
-async def classifications(
-    body: ClassificationRequest, request: Request, gateway: GatewayDep, caller: LimitedCallerDep
-) -> Response:
-    """Sequence classification (anchorml extension; direct path only)."""
-    target = await gateway.authorize(body.model, caller)
-    return await _direct(
-        gateway, request, target, "/v1/classifications", body, gateway.service.classifications
-    )
-
-
-@router.post("/v1/chat/completions", response_model=ChatCompletion, responses={200: STREAMING})
-async def chat_completions(
-    body: GatewayChatRequest, request: Request, gateway: GatewayDep, caller: LimitedCallerDep
-) -> Response:
-    """Chat completion; ``stream: true`` answers Server-Sent Events."""
-    target = await gateway.authorize(body.model, caller)
-    params = gateway.service.generation_params(body)
-    messages = gateway.service.chat_messages(body)
-    options = _onchain(gateway, body.anchorml)
-    if options is None:
-        return await _direct(
-            gateway, request, target, "/v1/chat/completions", body, gateway.service.chat
-        )
-    if body.stream:
-        raise UnsupportedParameterError(
-            "stream is not available with anchorml.mode onchain", "stream"
-        )
-    return await _generate_on_chain(
-        gateway, target, {"messages": messages}, params, "chat", options, chat_body
-    )
-
-
-@router.post("/v1/completions", response_model=Completion, responses={200: STREAMING})
-async def completions(
-    body: GatewayCompletionRequest, request: Request, gateway: GatewayDep, caller: LimitedCallerDep
-) -> Response:
-    """Text completion; ``stream: true`` answers Server-Sent Events."""
-    target = await gateway.authorize(body.model, caller)
-    params = gateway.service.generation_params(body)
-    prompt = gateway.service.completion_prompt(body)
-    options = _onchain(gateway, body.anchorml)
-    if options is None:
-        return await _direct(
-            gateway, request, target, "/v1/completions", body, gateway.service.completions
-        )
-    if body.stream or body.echo:
-        raise UnsupportedParameterError("stream/echo are not available on chain", "stream")
-    return await _generate_on_chain(
-        gateway, target, {"prompt": prompt}, params, "generate", options, completion_body
-    )

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from api.gateway.deps import FreshGatewayDep, Gateway
 from api.gateway.index import ModelEntry, VersionEntry
-from node.serving.schemas import ERROR_RESPONSES
+from node.serving import ERROR_RESPONSES
 from registry.errors import ModelNotFoundError
 
 router = APIRouter(prefix="/v1/registry", tags=["registry"], responses=ERROR_RESPONSES)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from node.serving.errors import InvalidRequestError, to_response
 from node.serving.fastpath import JsonFastPath
-from node.serving.handlers import json_response
+from node.serving.http import json_response
 
 
 class Body(BaseModel):

@@ -22,11 +22,13 @@ from node.serving import (
     RuntimeConfig,
     Target,
     create_openai_router,
+    run_here,
 )
 from node.serving.cache import AsyncCache
 from node.serving.decoding import Detokenizer, StopMatcher, pick_token
 from node.serving.errors import MAX_BODY_BYTES, ModelNotServedError
 from node.serving.generation import GenerationDone, GenerationParams, TextDelta
+from node.serving.schemas import ModelCard
 from registry.clients import Access, ContentRef, ModelRecord, VersionRecord
 from registry.model import demo
 from registry.model.safety import load_tokenizer
@@ -197,14 +199,22 @@ def test_router_on_a_bare_app_maps_errors_itself() -> None:
         owner = "0x" + "00" * 20
         return Target(ref, ModelRecord(served.model_id, ref, owner, Access.PUBLIC, 0, 0), served)
 
-    async def models() -> list[object]:
+    async def models(request: Request) -> list[object]:
         return []
+
+    async def describe(ref: str, request: Request) -> ModelCard:
+        target = await authorize(ref, request)
+        return ModelCard(id=f"{target.ref}@v1", owned_by=target.model.owner)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = InferenceRuntime(cache)  # type: ignore[arg-type]
         service = OpenAIService(runtime)
-        app.include_router(create_openai_router(service, authorize, models))  # type: ignore[arg-type]
+        router = create_openai_router(
+            service, authorize, run_here,
+            list_models=models, describe_model=describe,  # type: ignore[arg-type]
+        )  # fmt: skip
+        app.include_router(router)
         yield
         await runtime.stop()
 
@@ -224,6 +234,10 @@ def test_router_on_a_bare_app_maps_errors_itself() -> None:
             headers={"content-type": "application/json"},
         )  # fmt: skip
         assert huge.status_code == 413 and huge.json()["error"]["code"] == "body_too_large"
+        card = client.get("/v1/models/minilm")  # the one router: the gateway's routes, here too
+        assert card.status_code == 200 and card.json()["id"] == "minilm@v1"
+        unknown = client.get("/v1/models/other")
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_served"
 
 
 # --- caches --------------------------------------------------------------------------------------

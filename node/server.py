@@ -1,5 +1,7 @@
-"""The worker's HTTP endpoint: health, Prometheus metrics, and (when a serving runtime is
-attached) direct inference for the versions this node serves."""
+"""The worker's HTTP server: health, Prometheus metrics, and (when a serving runtime is
+attached) direct inference for the versions this node serves, mounted from
+:class:`node.serving.WorkerServing`. The HTTP helpers both servers share (JSON, SSE, error
+bodies) are in :mod:`node.serving.http`."""
 
 from __future__ import annotations
 
