@@ -11,7 +11,7 @@ import node.serving
 from api.gateway.auth import RateLimitedError
 from node.serving.errors import OverloadedError, to_response
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def _serving_submodule_imports(path: Path) -> list[str]:
