@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from node.executors import hot
 from node.executors.common import ExecutorResult, deterministic, finish, read_json
-from node.executors.encoders import EmbeddingModel, TextClassifier
 from node.executors.errors import InvalidJobInputError
 from node.executors.params import (
     ChatParams,
@@ -33,6 +32,7 @@ from node.executors.params import (
     GenerateParams,
     InferParams,
 )
+from node.models import EmbeddingModel, TextClassifier
 from registry.model.safety import load_causal_lm, load_config, load_tokenizer
 
 if TYPE_CHECKING:

@@ -20,12 +20,8 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from node.executors.errors import (
-    BatcherClosedError,
-    BatcherOverloadedError,
-    InvalidJobInputError,
-    InvalidJobParamsError,
-)
+from node.executors.errors import InvalidJobInputError, InvalidJobParamsError
+from node.serving.batching import BatcherClosedError, BatcherOverloadedError
 from registry.auth import MissingTokenError, TokenExpiredError
 from registry.chain import revert_errors as rv
 from registry.errors import (

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Response
 from fastapi.responses import StreamingResponse
 
+from node.models import GenerationDone, GenerationParams, TextDelta
 from node.serving.catalog import Target
 from node.serving.errors import (
     InvalidRequestError,
@@ -35,7 +36,6 @@ from node.serving.errors import (
     error_body,
     to_response,
 )
-from node.serving.generation import GenerationDone, GenerationParams, TextDelta
 from node.serving.runtime import GenerationStream, InferenceRuntime
 from node.serving.schemas import (
     ChatCompletionRequest,

@@ -34,9 +34,9 @@ from api.gateway.errors import NoWorkerError
 from api.gateway.onchain import OnchainOptions
 from node.executors import parse_params
 from node.executors.params import MAX_NEW_TOKENS_CAP
+from node.models import GenerationParams
 from node.serving.catalog import Target
 from node.serving.errors import InvalidRequestError, MaxTokensError, UnsupportedParameterError
-from node.serving.generation import GenerationParams
 from node.serving.handlers import (
     chat_body,
     completion_body,
