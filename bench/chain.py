@@ -1,7 +1,7 @@
 """Benchmark the chains a devnet runs on: the embedded eth-tester behind
 ``registry.chain.devserver``, against anvil as the peer, through the same web3 client.
 
-For each backend (``tests/devnet.py``: the chain, its 1 s heartbeat and the contracts):
+For each backend (``tests/support/devnet.py``: the chain, its 1 s heartbeat and the contracts):
 
 1. **call latency**: the median of ``--calls`` ``eth_blockNumber`` calls and of as many
    one-block ``eth_getLogs`` calls over the contracts (what a node's listener and the gateway's
@@ -38,8 +38,9 @@ def _median_ms(fn: Any, count: int) -> float:
 
 def measure(backend: str, calls: int, txs: int) -> dict[str, float]:
     """Call latencies (ms) and sequential transactions per second on a fresh ``backend``."""
-    from devnet import KEYS, OWNER, Devnet
     from eth_account import Account
+
+    from support.devnet import KEYS, OWNER, Devnet
 
     with tempfile.TemporaryDirectory() as tmp, Devnet(Path(tmp), backend=backend) as net:
         sdk = net.sdk(OWNER)

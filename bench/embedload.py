@@ -439,11 +439,10 @@ def worker_comparison(
     import tempfile
 
     sys.path[:0] = [str(ROOT / "tests")]
-    from devnet import NODE_KEYS, OWNER, Devnet
-    from gatewayfix import free_port, wait_http
-
     from registry.model import demo
     from registry.model.package import push
+    from support.devnet import NODE_KEYS, OWNER, Devnet
+    from support.gateway import free_port, wait_http
 
     root = Path(tempfile.mkdtemp(prefix="anchorml-bench-node-b-"))
     try:

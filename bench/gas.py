@@ -1,6 +1,6 @@
 """Gas used by every user-facing contract operation, measured on a fresh anvil.
 
-1. Start anvil on a free 127.0.0.1 port (``tests/chainfix.py``) and deploy the contracts with
+1. Start anvil on a free 127.0.0.1 port (``tests/support/chain.py``) and deploy the contracts with
    the default parameters.
 2. Run each operation once through the SDK clients, in an order that gives each its usual
    state (a first version before one with a parent, a reveal that is not the last before one
@@ -27,7 +27,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from chainfix import Anvil  # noqa: E402
 from eth_account import Account  # noqa: E402
 
 from registry.chain.connection import Chain, connect, dev_keys  # noqa: E402
@@ -45,6 +44,7 @@ from registry.clients import (  # noqa: E402
 )
 from registry.clients.jobs import Output  # noqa: E402
 from registry.clients.models import model_id, version_id  # noqa: E402
+from support.chain import Anvil  # noqa: E402
 
 REGISTER_VERSION_GOAL = 150_000
 LIFECYCLE_GOAL = 300_000

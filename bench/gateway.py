@@ -1,7 +1,7 @@
 """Benchmark the gateway's direct inference against its peers, each comparison in one run.
 
 1. Start a devnet (embedded chain over JSON-RPC, contracts, embedded store) with MiniLM and
-   SmolLM2-135M pushed (``tests/gatewayfix.py``), then ``anchorml gateway`` as its own process
+   SmolLM2-135M pushed (``tests/support/gateway.py``), then ``anchorml gateway`` as its own process
    (in-process inference, dynamic batching B=16 / W=10 ms, no rate limit), and the naive
    one-forward-per-request FastAPI server of ``bench/embedload.py``.
 2. Embeddings: texts/s at ``--concurrency`` clients (one text per request) through the gateway
@@ -255,9 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-embeddings", action="store_true")
     args = parser.parse_args(argv)
 
-    from gatewayfix import CHAT, MINILM, GatewayNet
-
     from registry.model import demo
+    from support.gateway import CHAT, MINILM, GatewayNet
 
     with (
         tempfile.TemporaryDirectory(prefix="anchorml-bench-gw-") as tmp,
@@ -281,9 +280,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def embeddings_comparison(args: argparse.Namespace, url: str, model: str, root: Path) -> str:
     """Gateway vs naive server vs in-process ceiling, interleaved rounds."""
-    from gatewayfix import free_port, wait_http
-
     from registry.model import demo
+    from support.gateway import free_port, wait_http
 
     naive_port = free_port()
     naive = embedload.start_naive(demo.cached_model("minilm"), naive_port, root / "naive.log")

@@ -2,7 +2,7 @@
 
 Part (a), chain overhead: trivial INFER jobs through the whole on-chain lifecycle on a real anvil.
     1. For each worker count in ``--workers``, start a fresh anvil on a free 127.0.0.1 port
-       (``tests/devnet.py``: anvil + the 1 s chain heartbeat + the contracts), push tiny-gpt2,
+       (``tests/support/devnet.py``: anvil + the 1 s heartbeat + the contracts), push tiny-gpt2,
        fund ``--requesters`` fresh accounts. Anvil slows as its chain grows (about 250 tx/s at
        block 700, 100 at block 3,000, 36 at block 7,400 on this machine, with no worker
        running), so each worker count starts from the same chain length.
@@ -216,10 +216,10 @@ def _wait_receipt(w3: Any, tx_hash: Any) -> Any:
 
 
 def _fund(net: Any, accounts: list[Any]) -> None:
-    from devnet import ADMIN, KEYS
     from eth_account import Account
 
     from registry.chain.connection import connect
+    from support.devnet import ADMIN, KEYS
 
     w3 = connect(net.url).w3
     admin = Account.from_key(KEYS[ADMIN])
@@ -407,7 +407,7 @@ def run_batch(bench: Bench, workers: int, jobs: int, timeout: float) -> Run:
 
 
 def _start_workers(bench: Bench, count: int, tag: str, torch_threads: int) -> None:
-    from devnet import NODE_KEYS
+    from support.devnet import NODE_KEYS
 
     net = bench.net
     names = [f"{tag}-w{i}" for i in range(count)]
@@ -425,7 +425,7 @@ def _start_workers(bench: Bench, count: int, tag: str, torch_threads: int) -> No
 
 @contextmanager
 def _devnet(keep: bool) -> Iterator[Any]:
-    from devnet import Devnet
+    from support.devnet import Devnet
 
     root = Path(tempfile.mkdtemp(prefix="anchorml-bench-node-"))
     try:
@@ -440,7 +440,6 @@ def _devnet(keep: bool) -> Iterator[Any]:
 
 def part_a(args: argparse.Namespace) -> None:
     """Chain overhead: trivial INFER jobs per second with 1 and 2 workers vs anvil's ceiling."""
-    from devnet import OWNER
     from eth_account import Account
     from eth_utils import keccak
 
@@ -449,6 +448,7 @@ def part_a(args: argparse.Namespace) -> None:
     from registry.jobio import publish_params
     from registry.model import demo
     from registry.model.package import push
+    from support.devnet import OWNER
 
     model: demo.DemoName = "tiny-gpt2" if args.task == "generate" else "minilm"
     params: dict[str, Any] = {"task": "embed"}

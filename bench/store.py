@@ -114,7 +114,7 @@ def ipfs_cid_tool() -> str | None:
 def daemon_row(path: Path, repeat: int) -> Row:
     """Add the file to a fresh js-ipfs daemon through KuboStore."""
     spec = importlib.util.spec_from_file_location(
-        "ipfs_daemon", ROOT / "tests" / "integration" / "ipfs_daemon.py"
+        "ipfs_daemon", ROOT / "tests" / "support" / "ipfs.py"
     )
     if spec is None or spec.loader is None:
         return Row("js-ipfs daemon add", None, None, note="fixture helper missing")

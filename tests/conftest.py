@@ -8,33 +8,21 @@ hands each test that world inside a snapshot that is reverted afterwards.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from web3.middleware import Web3Middleware
 
-pytest.register_assert_rewrite("chainfix")
+pytest.register_assert_rewrite("support")
 
-from chainfix import World, make_world  # noqa: E402
+from support.chain import RpcCalls, World, make_world  # noqa: E402
 
 if TYPE_CHECKING:
-    from gatewayfix import GatewayNet
+    from support.gateway import GatewayNet
 
-BACKENDS = ("eth-tester", "anvil")
-
-
-class RpcCalls(Counter[str]):
-    """Requests by method name, and every (method, params) in order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.params: list[tuple[str, Any]] = []
-
-    def clear(self) -> None:
-        super().clear()
-        self.params.clear()
+# eth-tester runs in this process; anvil is a process of its own, so its tests are marked so
+BACKENDS = ("eth-tester", pytest.param("anvil", marks=pytest.mark.integration))
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -63,7 +51,7 @@ def env(world: World) -> Iterator[World]:
 @pytest.fixture(scope="session")
 def gateway_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNet]:
     """One devnet with the gateway tests' models published, shared by the whole session."""
-    from gatewayfix import GatewayNet
+    from support.gateway import GatewayNet
 
     with GatewayNet(tmp_path_factory.mktemp("gateway-devnet")) as built:
         yield built
