@@ -6,7 +6,7 @@ Three ways to turn texts into MiniLM vectors, measured in the same run on the sa
   in flight as the servers have clients, four ways: one batch of them all on every core (torch's
   default), or one share per core side by side with one intra-op thread each (what dynamic
   batching can at best achieve), each with the eager model and with its TorchScript trace (which
-  the serving runtime uses: :mod:`node.executors.tracing`). The ceiling is the way a server
+  the serving runtime uses: :mod:`node.models.tracing`). The ceiling is the way a server
   compares worst against (:func:`versus_ceiling`);
 - **server**: an OpenAI-compatible ``/v1/embeddings`` endpoint (the gateway or a worker) under
   ``concurrency`` clients, one text per request, ``encoding_format: base64`` (what the official
@@ -93,7 +93,7 @@ def ceiling(
 
     import torch
 
-    from node.executors.encoders import EmbeddingModel
+    from node.models import EmbeddingModel
     from node.serving import default_lanes, retain_freed_memory
 
     retain_freed_memory()  # as the servers do: the ceiling must not depend on this process's past
@@ -207,7 +207,7 @@ def naive_app(model_dir: Path) -> Any:
     """A FastAPI server embedding each request on its own (one forward per request)."""
     from fastapi import FastAPI
 
-    from node.executors.encoders import EmbeddingModel
+    from node.models.encoders import EmbeddingModel
 
     encoder = EmbeddingModel(model_dir)
     app = FastAPI()

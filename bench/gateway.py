@@ -53,7 +53,7 @@ class RawGeneration:
     """``model.generate`` on the chat prompt in this process (greedy, the runtime's stop ids)."""
 
     def __init__(self, model_dir: Path, max_tokens: int) -> None:
-        from node.executors.infer import _stop_ids
+        from node.models.generation import stop_ids
         from node.serving import retain_freed_memory
         from registry.model.safety import load_causal_lm, load_tokenizer
 
@@ -64,7 +64,7 @@ class RawGeneration:
         self.ids = self.tokenizer.apply_chat_template(
             CHAT_PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )["input_ids"]
-        self.stops = _stop_ids(self.model, self.tokenizer)
+        self.stops = stop_ids(self.model, self.tokenizer)
         self.max_tokens = max_tokens
         self.run(max_tokens)  # warm up: oneDNN builds its kernels once per sequence length
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from node.config import NodeConfig
-from node.server import HttpServer, create_app
 from node.listener import ChainEvent, Listener
 from node.metrics import NodeMetrics
 from node.processor import Processor, Served
+from node.server import HttpServer, create_app
 from node.service import Service, run_services
 from node.state import NodeState
 from registry.chain.tx import Wallet

@@ -1,8 +1,8 @@
 """Typed errors of the executors (proposed for ``registry/errors.py`` under a "jobs" subtree).
 
 They join the one anchorml error family: each derives from :class:`registry.errors.AnchormlError`
-and carries a stable ``code``; the first two are also ``ValueError`` (the caller sent something
-wrong — the gateway answers 4xx, the worker reports the job as failed-by-input, not retried).
+and carries a stable ``code``; both are also ``ValueError`` (the caller sent something wrong —
+the gateway answers 4xx, the worker reports the job as failed-by-input, not retried).
 """
 
 from __future__ import annotations
@@ -30,15 +30,3 @@ class InvalidJobInputError(AnchormlError, ValueError):
     """A job's input file is missing, too large, malformed, or does not fit the model."""
 
     code = "invalid_job_input"
-
-
-class BatcherOverloadedError(AnchormlError):
-    """The dynamic batcher's queue is full; the caller should back off (HTTP 503)."""
-
-    code = "overloaded"
-
-
-class BatcherClosedError(AnchormlError):
-    """The dynamic batcher is not running (not started, or stopped)."""
-
-    code = "batcher_closed"

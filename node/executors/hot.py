@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-#: Loaded objects kept between jobs (a tokenizer and a model are one entry each).
+#: Loaded objects kept between jobs (a text generator, an encoder or a classifier: one each).
 MAX_ENTRIES = 4
 
 _pool: OrderedDict[tuple[Hashable, ...], Any] = OrderedDict()

@@ -13,6 +13,11 @@ Output ``result.json`` (canonical, floats rounded to 6 decimals):
 - embed: ``{"task", "dim", "embeddings": [[...], ...], "metrics": {...}}``
 - classify: ``{"task", "labels", "predictions": [{"label", "score", "scores"}], "metrics"}``
 
+chat/generate decode with the serving runtime's loop (:class:`~node.models.TextGenerator`):
+the same prompt, params and seed give the same tokens as a direct request, and ``params.stop``
+strings end the text exactly as a request's ``stop`` does (``finish_reason`` ``"stop"``, the
+stop string left out).
+
 Determinism: decoding is greedy unless ``temperature > 0``; sampling draws from a generator
 seeded with ``params.seed``. Same model, input and params → byte-identical ``result.json``.
 """
@@ -20,11 +25,10 @@ seeded with ``params.seed``. Same model, input and params → byte-identical ``r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from node.executors import hot
 from node.executors.common import ExecutorResult, deterministic, finish, read_json
-from node.executors.encoders import EmbeddingModel, TextClassifier
 from node.executors.errors import InvalidJobInputError
 from node.executors.params import (
     ChatParams,
@@ -33,10 +37,15 @@ from node.executors.params import (
     GenerateParams,
     InferParams,
 )
-from registry.model.safety import load_causal_lm, load_config, load_tokenizer
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from node.models import (
+    ContextOverflowError,
+    EmbeddingModel,
+    EmptyPromptError,
+    GenerationParams,
+    NoChatTemplateError,
+    TextClassifier,
+    TextGenerator,
+)
 
 MAX_TEXTS = 1024
 MAX_MESSAGES = 256
@@ -82,80 +91,41 @@ def _messages(doc: dict[str, Any]) -> list[dict[str, str]]:
     return clean
 
 
-def _stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """EOS ids of the generation config, model config and tokenizer, plus ChatML's end marker."""
-    ids: set[int] = set()
-    for source in (model.generation_config, model.config, tokenizer):
-        value = getattr(source, "eos_token_id", None)
-        ids.update([value] if isinstance(value, int) else value or [])
-    end_marker = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(end_marker, int) and end_marker != tokenizer.unk_token_id:
-        ids.add(end_marker)
-    return sorted(ids)
-
-
 def _generate(
     model_dir: Path, doc: dict[str, Any], params: ChatParams | GenerateParams
 ) -> dict[str, Any]:
-    import torch
-    from transformers import GenerationConfig
-
     messages = _messages(doc) if isinstance(params, ChatParams) else None
     prompt = doc.get("prompt")
     if messages is None and not isinstance(prompt, str):
         raise InvalidJobInputError("'prompt' must be a string")
-    tokenizer = hot.load(model_dir, "tokenizer", lambda: load_tokenizer(model_dir))
-    encoded: Any
-    if messages is not None:
-        if not tokenizer.chat_template:
-            raise InvalidJobInputError("this model has no chat template; use task 'generate'")
-        encoded = tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"
-        )
-    else:
-        encoded = tokenizer(prompt, return_tensors="pt")
-    input_ids: torch.Tensor = encoded["input_ids"]
-    if input_ids.shape[1] == 0:
-        if tokenizer.bos_token_id is None:
-            raise InvalidJobInputError("empty prompt and the tokenizer has no BOS token")
-        input_ids = torch.tensor([[tokenizer.bos_token_id]])
-    attention_mask = torch.ones_like(input_ids)
-    prompt_tokens = int(input_ids.shape[1])
-    config = load_config(model_dir)
-    context = getattr(config, "max_position_embeddings", None) or getattr(
-        config, "n_positions", None
+    generator = hot.load(model_dir, "generator", lambda: TextGenerator(model_dir))
+    decoding = GenerationParams(
+        max_tokens=params.max_new_tokens,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        seed=params.seed,
+        stop=params.stop,
     )
-    if context and prompt_tokens + params.max_new_tokens > context:
+    try:
+        if messages is not None:
+            ready = generator.chat_prompt(messages, decoding)
+        else:
+            ready = generator.text_prompt(str(prompt), decoding)
+    except NoChatTemplateError:
+        raise InvalidJobInputError("this model has no chat template; use task 'generate'") from None
+    except EmptyPromptError:
+        raise InvalidJobInputError("empty prompt and the tokenizer has no BOS token") from None
+    except ContextOverflowError as exc:
         raise InvalidJobInputError(
-            f"prompt ({prompt_tokens} tokens) + max_new_tokens ({params.max_new_tokens}) "
-            f"exceeds the model's context of {context} tokens"
-        )
-    model = hot.load(model_dir, "causal_lm", lambda: load_causal_lm(model_dir))
-    stop_ids = _stop_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
-    sampling = params.temperature > 0
-    settings: dict[str, Any] = {
-        "max_new_tokens": params.max_new_tokens,
-        "do_sample": sampling,
-        "eos_token_id": stop_ids,
-        "pad_token_id": pad_id,
-    }
-    if sampling:
-        settings.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
-    generation = GenerationConfig.from_dict(settings)
-    torch.manual_seed(params.seed)
-    with torch.inference_mode():
-        output = model.generate(  # type: ignore[operator]
-            input_ids=input_ids, attention_mask=attention_mask, generation_config=generation
-        )
-    new_tokens: list[int] = output[0, prompt_tokens:].tolist()
-    finish_reason = "stop" if new_tokens and new_tokens[-1] in stop_ids else "length"
-    text = tokenizer.decode(new_tokens, skip_special_tokens=True)
-    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(new_tokens)}
+            f"prompt ({exc.prompt_tokens} tokens) + max_new_tokens ({exc.max_tokens}) "
+            f"exceeds the model's context of {exc.context} tokens"
+        ) from None
+    text, done = generator.complete(ready)
+    usage = {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens}
     return {
         "task": params.task,
         "text": text,
-        "finish_reason": finish_reason,
+        "finish_reason": done.finish_reason,
         "usage": usage,
         "metrics": usage,
     }

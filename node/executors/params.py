@@ -35,6 +35,9 @@ class _GenerationParams(_Params):
         default=1.0, gt=0.0, le=1.0, description="nucleus sampling, when temperature > 0"
     )
     seed: Seed = 0
+    stop: tuple[Annotated[str, Field(min_length=1, max_length=256)], ...] = Field(
+        default=(), max_length=4, description="up to 4 strings that end the text (not included)"
+    )
 
 
 class ChatParams(_GenerationParams):

@@ -5,7 +5,8 @@ from a submodule. Inside:
 
 - :mod:`~node.serving.runtime` — :class:`InferenceRuntime`: hot models per version CID (LRU),
   dynamic batching for encoders, generation slots with cancellable token streaming;
-- :mod:`~node.serving.generation` / :mod:`~node.serving.decoding` — the decode loop;
+- :mod:`~node.serving.batching` — dynamic batching of encoder calls (the decode loop itself is
+  :mod:`node.models`'s, shared with INFER jobs);
 - :mod:`~node.serving.handlers` — OpenAI semantics: :class:`OpenAIService` checks a request into
   a :class:`Call` and runs calls in process;
 - :mod:`~node.serving.router` — the one OpenAI-compatible router,
@@ -18,6 +19,7 @@ from a submodule. Inside:
   process memory, torch lanes, and the TTL caches of chain answers.
 """
 
+from node.models import GenerationParams
 from node.serving.allocator import retain_freed_memory
 from node.serving.cache import AsyncCache
 from node.serving.catalog import Catalog, Target
@@ -29,7 +31,6 @@ from node.serving.errors import (
     UnsupportedParameterError,
     to_response,
 )
-from node.serving.generation import GenerationParams
 from node.serving.handlers import (
     Call,
     Limits,

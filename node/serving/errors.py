@@ -23,12 +23,8 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from node.executors.errors import (
-    BatcherClosedError,
-    BatcherOverloadedError,
-    InvalidJobInputError,
-    InvalidJobParamsError,
-)
+from node.executors.errors import InvalidJobInputError, InvalidJobParamsError
+from node.serving.batching import BatcherClosedError, BatcherOverloadedError
 from node.serving.http import error_response
 from registry.auth import MissingTokenError, TokenExpiredError
 from registry.chain import revert_errors as rv

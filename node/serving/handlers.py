@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
+from node.models import GenerationDone, GenerationParams, TextDelta
 from node.serving.catalog import Target
 from node.serving.errors import (
     InvalidRequestError,
@@ -35,7 +36,6 @@ from node.serving.errors import (
     UnsupportedParameterError,
     to_response,
 )
-from node.serving.generation import GenerationDone, GenerationParams, TextDelta
 from node.serving.http import SSE_DONE, SSE_HEADERS, dumps_arrays, error_body, json_response, sse
 from node.serving.runtime import GenerationStream, InferenceRuntime
 from node.serving.schemas import (

@@ -6,15 +6,15 @@
 - Every forward pass runs on the runtime's :class:`~node.serving.lanes.TorchLanes`, one lane
   per core: an encoder batch takes one lane with one intra-op thread, a decode step takes every
   core on lane 0 (why, with the measurements: :mod:`node.serving.lanes`).
-- Encoders (embeddings, classification) get a :class:`~node.executors.batching.DynamicBatcher`:
+- Encoders (embeddings, classification) get a :class:`~node.serving.batching.DynamicBatcher`:
   concurrent requests are gathered into one forward pass (up to ``batch_size`` texts or
   ``batch_wait_ms``), one batch per lane at once. Their forward pass runs as a checked
-  TorchScript trace, which does not hold the GIL (:mod:`node.executors.tracing`).
-- Generation is scheduled per decode step (:meth:`TextGenerator.steps`), so streams and
-  embedding batches interleave instead of one blocking the other. At most
-  ``generation_slots`` streams decode at once; a slot is released when the stream's last step
-  ran, so a cancelled stream frees its slot exactly when its compute stops. Requests beyond
-  ``max_waiting`` get ``overloaded`` (503).
+  TorchScript trace, which does not hold the GIL (:mod:`node.models.tracing`).
+- Generation is scheduled per decode step (:meth:`TextGenerator.steps`, the decode loop INFER
+  jobs run too), so streams and embedding batches interleave instead of one blocking the
+  other. At most ``generation_slots`` streams decode at once; a slot is released when the
+  stream's last step ran, so a cancelled stream frees its slot exactly when its compute stops.
+  Requests beyond ``max_waiting`` get ``overloaded`` (503).
 """
 
 from __future__ import annotations
@@ -30,17 +30,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from node.executors.batching import DynamicBatcher
-from node.executors.encoders import EmbeddingModel, TextClassifier
-from node.serving.errors import OverloadedError, UnsupportedTaskError
-from node.serving.generation import (
+from node.models import (
+    ContextOverflowError,
+    EmbeddingModel,
+    EmptyPromptError,
     Event,
     GenerationDone,
     GenerationParams,
+    NoChatTemplateError,
     Prompt,
+    TextClassifier,
     TextDelta,
     TextGenerator,
 )
+from node.serving.batching import DynamicBatcher
+from node.serving.errors import ContextLengthError, OverloadedError, UnsupportedTaskError
 from node.serving.lanes import TorchLanes
 from node.serving.metrics import ServingMetrics
 from registry.model.manifest import MANIFEST_NAME, infer_task
@@ -341,9 +345,24 @@ class InferenceRuntime:
         if loaded.task != GENERATE:
             raise UnsupportedTaskError(f"this model does {loaded.task}, not text generation")
         generator: TextGenerator = loaded.impl
-        if messages is not None:
-            return loaded, generator.chat_prompt(messages, params)
-        return loaded, generator.text_prompt(text or "", params)
+        try:
+            if messages is not None:
+                return loaded, generator.chat_prompt(messages, params)
+            return loaded, generator.text_prompt(text or "", params)
+        except NoChatTemplateError:
+            raise UnsupportedTaskError(
+                "this model has no chat template: use /v1/completions", param="model"
+            ) from None
+        except EmptyPromptError:
+            raise ContextLengthError(
+                "the prompt is empty and the model has no BOS token", "prompt"
+            ) from None
+        except ContextOverflowError as exc:
+            raise ContextLengthError(
+                f"the prompt ({exc.prompt_tokens} tokens) plus max_tokens ({exc.max_tokens}) "
+                f"exceeds the model's context of {exc.context} tokens",
+                param="max_tokens",
+            ) from None
 
     async def generate(self, loaded: Loaded, prompt: Prompt) -> GenerationStream:
         """Start decoding ``prompt`` once a slot is free; returns its event stream.

@@ -16,6 +16,8 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
+from node.models.decoding import Detokenizer, StopMatcher, pick_token
+from node.models.generation import GenerationDone, GenerationParams, TextDelta
 from node.serving import (
     InferenceRuntime,
     OpenAIService,
@@ -25,9 +27,7 @@ from node.serving import (
     run_here,
 )
 from node.serving.cache import AsyncCache
-from node.serving.decoding import Detokenizer, StopMatcher, pick_token
 from node.serving.errors import MAX_BODY_BYTES, ModelNotServedError
-from node.serving.generation import GenerationDone, GenerationParams, TextDelta
 from node.serving.schemas import ModelCard
 from registry.clients import Access, ContentRef, ModelRecord, VersionRecord
 from registry.model import demo

@@ -66,7 +66,7 @@ def traced_forward(
 
     Args:
         module: an encoder's computation in eval mode, taking the tokenizer's tensors as
-            keyword arguments and returning a dict of tensors (:mod:`node.executors.heads`).
+            keyword arguments and returning a dict of tensors (:mod:`node.models.heads`).
         tokenize: the encoder's own tokenization of a list of texts (same keys as in serving).
     """
     import torch

@@ -1,7 +1,7 @@
 """An encoder task's whole computation as one module: model, pooling, normalisation, softmax.
 
-The encoders (:mod:`node.executors.encoders`) run these eagerly or as one TorchScript trace
-(:mod:`node.executors.tracing`); keeping pooling inside the module means a traced batch takes
+The encoders (:mod:`node.models.encoders`) run these eagerly or as one TorchScript trace
+(:mod:`node.models.tracing`); keeping pooling inside the module means a traced batch takes
 the GIL twice (call and return) instead of once per pooling op.
 """
 

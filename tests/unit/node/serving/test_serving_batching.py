@@ -12,8 +12,11 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from node.executors.batching import DynamicBatcher  # noqa: E402
-from node.executors.errors import BatcherClosedError, BatcherOverloadedError  # noqa: E402
+from node.serving.batching import (  # noqa: E402
+    BatcherClosedError,
+    BatcherOverloadedError,
+    DynamicBatcher,
+)
 
 
 class Recorder:
@@ -203,7 +206,7 @@ def test_minilm_through_batcher_matches_one_direct_batch() -> None:
     were batched (throughput is measured in ``bench/``, not asserted here)."""
     import torch
 
-    from node.executors.encoders import EmbeddingModel
+    from node.models.encoders import EmbeddingModel
     from registry.model import demo
 
     model = EmbeddingModel(demo.cached_model("minilm"))

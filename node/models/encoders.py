@@ -2,11 +2,11 @@
 
 Both wrap a tokenizer and a model opened through :mod:`registry.model.safety`, pad each call's
 texts to the longest one, and run the task's whole computation (model, pooling, softmax: a
-module of :mod:`node.executors.heads`) under ``torch.inference_mode``. They are what the INFER
-executor and the gateway's :class:`~node.executors.batching.DynamicBatcher` call.
+module of :mod:`node.models.heads`) under ``torch.inference_mode``. They are what the INFER
+executor and the serving runtime's :class:`~node.serving.batching.DynamicBatcher` call.
 
 With ``trace=True`` (the serving runtime's choice) that module runs as a checked TorchScript
-trace (:mod:`node.executors.tracing`): the same bits, without holding the GIL.
+trace (:mod:`node.models.tracing`): the same bits, without holding the GIL.
 
 They are safe to call from several threads at once (the serving runtime runs one batch per
 core): a fast tokenizer is not — its Rust side refuses a second concurrent borrow — so
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from node.executors.errors import InvalidJobInputError
-from node.executors.tracing import Forward, eager_forward, traced_forward
+from node.models.errors import ModelInputError
+from node.models.tracing import Forward, eager_forward, traced_forward
 from registry.errors import ModelError
 from registry.model.safety import (
     load_encoder,
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from node.executors.heads import Pooling
+    from node.models.heads import Pooling
 
 _DEFAULT_MAX_LENGTH = 512
 
@@ -100,7 +100,7 @@ class _TextModel:
 
     def _tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         if not texts:
-            raise InvalidJobInputError("no texts to encode")
+            raise ModelInputError("no texts to encode")
         with self._tokenizer_lock:
             batch = self.tokenizer(
                 list(texts),
@@ -138,7 +138,7 @@ class EmbeddingModel(_TextModel):
     ) -> None:
         import torch
 
-        from node.executors.heads import EmbeddingHead
+        from node.models.heads import EmbeddingHead
 
         super().__init__(model_dir, load_encoder(model_dir, dtype=torch.float32), max_length)
         self.pooling = _pooling_mode(self.model_dir)
@@ -170,7 +170,7 @@ class TextClassifier(_TextModel):
     def __init__(
         self, model_dir: Path, *, max_length: int | None = None, trace: bool = False
     ) -> None:
-        from node.executors.heads import ClassifierHead
+        from node.models.heads import ClassifierHead
 
         super().__init__(model_dir, load_sequence_classifier(model_dir), max_length)
         self._use_head(ClassifierHead(self.model), trace)

@@ -1,8 +1,8 @@
 """Dynamic batching for the serving path: many concurrent requests, one forward pass.
 
 :class:`DynamicBatcher` queues single requests and runs them together through a batch function
-(e.g. :meth:`EmbeddingModel.encode_lists <node.executors.encoders.EmbeddingModel.encode_lists>`
-or :meth:`TextClassifier.classify <node.executors.encoders.TextClassifier.classify>`) in one
+(e.g. :meth:`EmbeddingModel.encode_lists <node.models.encoders.EmbeddingModel.encode_lists>`
+or :meth:`TextClassifier.classify <node.models.encoders.TextClassifier.classify>`) in one
 worker thread, so the event loop never blocks on torch.
 
 Collector loop, per batch:
@@ -31,10 +31,22 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, TypeVar
 
-from node.executors.errors import BatcherClosedError, BatcherOverloadedError
+from registry.errors import AnchormlError
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class BatcherOverloadedError(AnchormlError):
+    """The dynamic batcher's queue is full; the caller should back off (HTTP 503)."""
+
+    code = "overloaded"
+
+
+class BatcherClosedError(AnchormlError):
+    """The dynamic batcher is not running (not started, or stopped)."""
+
+    code = "batcher_closed"
 
 
 @dataclass

@@ -1,7 +1,10 @@
-"""A loaded causal LM and its token-by-token decode loop, for streamed chat and completion.
+"""A loaded causal LM and its token-by-token decode loop: the one way text is generated.
 
-The loop runs in a worker thread and hands each piece of text to the event loop as soon as it
-is decoded. Per step:
+Direct serving (streamed chat and completion) and INFER jobs both decode with
+:meth:`TextGenerator.steps`, so the same prompt, params and seed give the same tokens on both
+paths, stop strings included. Serving calls one step at a time on its torch lane and hands each
+piece of text to the event loop as soon as it is decoded; a job runs the steps to the end
+(:meth:`TextGenerator.complete`). Per step:
 
 1. stop if the consumer cancelled (client gone) — the thread ends, its slot frees;
 2. one forward pass over the new token with the KV cache (the whole prompt on the first step,
@@ -11,7 +14,7 @@ is decoded. Per step:
    emit the text that is safe to show.
 
 The prompt is built with the model's chat template (chat) or tokenized as is (completion),
-exactly as the INFER executor does, and checked against the context window before any work.
+and checked against the context window before any work.
 """
 
 from __future__ import annotations
@@ -19,18 +22,18 @@ from __future__ import annotations
 import inspect
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from node.executors.infer import _stop_ids
-from node.serving.decoding import Detokenizer, StopMatcher, pick_token
-from node.serving.errors import ContextLengthError, UnsupportedTaskError
+from node.models.decoding import Detokenizer, StopMatcher, pick_token
+from node.models.errors import ContextOverflowError, EmptyPromptError, NoChatTemplateError
 from registry.model.safety import load_causal_lm, load_tokenizer
 
 if TYPE_CHECKING:
     import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 FinishReason = Literal["stop", "length"]
 
@@ -74,6 +77,18 @@ class GenerationDone:
 Event = TextDelta | GenerationDone
 
 
+def stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """EOS ids of the generation config, model config and tokenizer, plus ChatML's end marker."""
+    ids: set[int] = set()
+    for source in (model.generation_config, model.config, tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        ids.update([value] if isinstance(value, int) else value or [])
+    end_marker = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(end_marker, int) and end_marker != tokenizer.unk_token_id:
+        ids.add(end_marker)
+    return sorted(ids)
+
+
 class TextGenerator:
     """A causal LM and its tokenizer, opened through :mod:`registry.model.safety`.
 
@@ -85,7 +100,7 @@ class TextGenerator:
         self.model_dir = Path(model_dir)
         self.tokenizer = load_tokenizer(self.model_dir)
         self.model = load_causal_lm(self.model_dir)
-        self.stop_ids = frozenset(_stop_ids(self.model, self.tokenizer))
+        self.stop_ids = frozenset(stop_ids(self.model, self.tokenizer))
         config = self.model.config
         self.context: int | None = getattr(config, "max_position_embeddings", None) or getattr(
             config, "n_positions", None
@@ -101,44 +116,48 @@ class TextGenerator:
         """The chat-templated prompt for ``messages``.
 
         Raises:
-            UnsupportedTaskError: the model has no chat template.
-            ContextLengthError: prompt + ``max_tokens`` exceed the context window.
+            NoChatTemplateError: the model has no chat template.
+            ContextOverflowError: prompt + ``max_tokens`` exceed the context window.
         """
         if not self.tokenizer.chat_template:
-            raise UnsupportedTaskError(
-                "this model has no chat template: use /v1/completions", param="model"
-            )
+            raise NoChatTemplateError("this model has no chat template")
         encoded: Any = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_dict=True
         )
         return self._checked([int(i) for i in encoded["input_ids"]], params)
 
     def text_prompt(self, prompt: str, params: GenerationParams) -> Prompt:
-        """The tokenized ``prompt`` (a BOS token when empty and the model has one)."""
+        """The tokenized ``prompt`` (a BOS token when empty and the model has one).
+
+        Raises:
+            EmptyPromptError: ``prompt`` is empty and the tokenizer has no BOS token.
+            ContextOverflowError: prompt + ``max_tokens`` exceed the context window.
+        """
         encoded: Any = self.tokenizer(prompt)
         ids = [int(i) for i in encoded["input_ids"]]
         if not ids and self.tokenizer.bos_token_id is not None:
             ids = [int(self.tokenizer.bos_token_id)]
         if not ids:
-            raise ContextLengthError("the prompt is empty and the model has no BOS token", "prompt")
+            raise EmptyPromptError("the prompt is empty and the tokenizer has no BOS token")
         return self._checked(ids, params)
 
     def _checked(self, ids: list[int], params: GenerationParams) -> Prompt:
         if self.context and len(ids) + params.max_tokens > self.context:
-            raise ContextLengthError(
-                f"the prompt ({len(ids)} tokens) plus max_tokens ({params.max_tokens}) exceeds "
-                f"the model's context of {self.context} tokens",
-                param="max_tokens",
-            )
+            raise ContextOverflowError(len(ids), params.max_tokens, self.context)
         return Prompt(ids, params)
 
     # --- decoding ------------------------------------------------------------------------------
 
-    def run(self, prompt: Prompt, emit: Callable[[Event], None], cancel: threading.Event) -> None:
-        """Decode ``prompt`` (blocking; call from a worker thread), emitting events."""
-        for events in self.steps(prompt, cancel):
+    def complete(self, prompt: Prompt) -> tuple[str, GenerationDone]:
+        """Decode ``prompt`` to its end in the calling thread: the whole text and how it ended."""
+        parts: list[str] = []
+        for events in self.steps(prompt, threading.Event()):
             for event in events:
-                emit(event)
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                else:
+                    return "".join(parts), event
+        raise AssertionError("the decode loop ended without GenerationDone")
 
     def steps(self, prompt: Prompt, cancel: threading.Event) -> Iterator[list[Event]]:
         """Decode ``prompt`` one forward pass per ``next()``, yielding that step's events.
@@ -172,7 +191,7 @@ class TextGenerator:
                 )
                 token = pick_token(out.logits[0, -1], p.temperature, p.top_p, generator)
             past = out.past_key_values
-            count += 1  # the end-of-sequence token counts, as in the INFER executor
+            count += 1  # the end-of-sequence token counts as a completion token
             if token in self.stop_ids:
                 reason = "stop"
                 break

@@ -12,8 +12,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from node.executors.encoders import EmbeddingModel, TextClassifier  # noqa: E402
-from node.executors.tracing import traced_forward  # noqa: E402
+from node.models.encoders import EmbeddingModel, TextClassifier  # noqa: E402
+from node.models.tracing import traced_forward  # noqa: E402
 from registry.model import demo  # noqa: E402
 
 TEXTS = [
@@ -113,7 +113,7 @@ def _tokenize(texts: list[str]) -> dict[str, torch.Tensor]:
 def test_untraceable_models_serve_eager(
     module: torch.nn.Module, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="node.executors.tracing")
+    caplog.set_level(logging.INFO, logger="node.models.tracing")
     forward = traced_forward(module, _tokenize)
     assert forward.__name__ == "eager"
     assert "serving" in caplog.text and "eager" in caplog.text
