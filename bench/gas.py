@@ -37,7 +37,6 @@ from registry.clients import (  # noqa: E402
     Access,
     ContentRef,
     JobBoardClient,
-    JobKind,
     JobSpec,
     ModelRegistryClient,
     NodeRegistryClient,
@@ -45,6 +44,7 @@ from registry.clients import (  # noqa: E402
 )
 from registry.clients.jobs import Output  # noqa: E402
 from registry.clients.models import model_id, version_id  # noqa: E402
+from registry.jobs import JobKind  # noqa: E402
 
 REGISTER_VERSION_GOAL = 150_000
 LIFECYCLE_GOAL = 300_000

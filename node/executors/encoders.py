@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from node.executors.errors import InvalidJobInputError
 from node.executors.tracing import Forward, eager_forward, traced_forward
 from registry.errors import ModelError
+from registry.jobs import InvalidJobInputError
 from registry.model.safety import (
     load_encoder,
     load_sequence_classifier,

@@ -20,12 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from node.executors.errors import (
-    BatcherClosedError,
-    BatcherOverloadedError,
-    InvalidJobInputError,
-    InvalidJobParamsError,
-)
+from node.executors.errors import BatcherClosedError, BatcherOverloadedError
 from registry.auth import MissingTokenError, TokenExpiredError
 from registry.chain import revert_errors as rv
 from registry.errors import (
@@ -45,6 +40,7 @@ from registry.errors import (
     StoreUnavailableError,
     UnsafeModelError,
 )
+from registry.jobs import InvalidJobInputError, InvalidJobParamsError
 
 log = logging.getLogger(__name__)
 

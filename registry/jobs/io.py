@@ -3,7 +3,10 @@
 * **params**: canonical JSON (sorted keys, compact) of at most 256 KiB, stored as one raw block.
   Its CIDv1 digest *is* ``sha256(params)``, so the ``paramsHash`` on chain both commits to the
   params and names the block a worker fetches (verified by hash on read).
-* **input**: any UnixFS file or directory; the job names its CID.
+* **input**: one UnixFS file of at most 32 MiB; the job names its CID. What it holds depends on
+  the kind (:func:`check_input`): INFER a JSON object whose field the task reads (``messages``,
+  ``prompt`` or ``texts``), FINETUNE JSON Lines, TRAIN / EVAL / COMPRESS UTF-8 text (or JSON
+  Lines for a classifier). The decoders here are the ones the executors read inputs with.
 * **result**: for INFER/EVAL a ``result.json`` file (output sha256 = sha256 of its bytes); for
   TRAIN/FINETUNE/COMPRESS a model directory whose ``anchorml.json`` sha256 is the output hash
   (the same value the registry stores for the version).
@@ -13,28 +16,42 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry.clients import ContentRef, JobKind, JobSpec
 from registry.errors import ConfigError, CorruptContentError, StoreError
+from registry.jobs.errors import InvalidJobInputError
+from registry.jobs.kinds import JobKind
+from registry.jobs.params import (
+    ChatParams,
+    ClassifyParams,
+    EmbedParams,
+    GenerateParams,
+    JobParams,
+    check_kind,
+)
 
 if TYPE_CHECKING:
-    from registry.sdk import Anchorml
     from registry.store.base import ContentStore
 
 MAX_PARAMS_BYTES = 262_144
+MAX_INPUT_BYTES = 32 << 20
+MAX_TEXTS = 1024
+MAX_MESSAGES = 256
+ROLES = frozenset({"system", "user", "assistant"})
 RAW_CODEC = 0x55
 
 
-def canonical_params(params: dict[str, Any]) -> bytes:
+# --- params ----------------------------------------------------------------------------------
+
+
+def canonical_params(params: Mapping[str, Any]) -> bytes:
     """Canonical JSON bytes of ``params``."""
     return json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def publish_params(store: ContentStore, params: dict[str, Any]) -> bytes:
+def publish_params(store: ContentStore, params: Mapping[str, Any]) -> bytes:
     """Store ``params`` as one raw block; return its sha256 (the on-chain ``paramsHash``).
 
     Raises:
@@ -60,81 +77,151 @@ def fetch_params(store: ContentStore, params_hash: bytes) -> bytes:
     return raw
 
 
-@dataclass(frozen=True)
-class Submitted:
-    """A job posted on chain."""
-
-    job_id: int
-    tx_hash: str
-    input_cid: str
-    params_hash: bytes
+# --- input -----------------------------------------------------------------------------------
 
 
-def submit(
-    sdk: Anchorml,
-    kind: JobKind,
-    model_ref: str,
-    input_path: Path | None = None,
-    *,
-    input_bytes: bytes | None = None,
-    params: dict[str, Any] | None = None,
-    reward_wei: int,
-    redundancy: int = 1,
-    deadline_s: int = 3600,
-    lease_s: int = 600,
-    output_model: str | None = None,
-) -> Submitted:
-    """Upload input and params, then create the job (escrowing ``reward_wei``).
+def read_input(path: Path, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of an input file of at most ``limit`` bytes.
 
     Raises:
-        ConfigError: neither or both of ``input_path`` / ``input_bytes``; a model-producing kind
-            without ``output_model``.
-        ContractRevertError: the chain refused (e.g. ``NoAccess`` for a gated model).
+        InvalidJobInputError: absent, a directory, unreadable or too large.
     """
-    from registry.clients.models import model_id
+    try:
+        if path.is_dir():
+            raise InvalidJobInputError(f"input {path.name} is a directory; a job reads one file")
+        size = path.stat().st_size
+        if size > limit:
+            raise InvalidJobInputError(f"input is {size} bytes; the limit is {limit}")
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidJobInputError(f"cannot read input {path.name}: {exc.strerror}") from exc
 
-    if (input_path is None) == (input_bytes is None):
-        raise ConfigError("give exactly one of an input file/directory or input bytes")
-    if kind.produces_model and not output_model:
-        raise ConfigError(
-            f"{kind.name} jobs produce a model: name the output model (--output-model)"
-        )
-    version = sdk.models.resolve(model_ref)
-    if input_path is not None:
-        root = sdk.store.add_path(Path(input_path))
+
+def decode_text(data: bytes) -> str:
+    """A UTF-8 text input."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidJobInputError(f"input is not UTF-8 text (byte {exc.start})") from exc
+
+
+def decode_json(data: bytes) -> Any:
+    """A JSON input document."""
+    try:
+        return json.loads(decode_text(data))
+    except ValueError as exc:
+        if isinstance(exc, InvalidJobInputError):
+            raise
+        raise InvalidJobInputError(f"input is not valid JSON: {exc}") from exc
+
+
+def decode_jsonl(data: bytes) -> list[dict[str, Any]]:
+    """JSON Lines (one object per non-blank line)."""
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(decode_text(data).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise InvalidJobInputError(f"input line {number} is not valid JSON") from exc
+        if not isinstance(row, dict):
+            raise InvalidJobInputError(f"input line {number} is not a JSON object")
+        rows.append(row)
+    if not rows:
+        raise InvalidJobInputError("input has no rows")
+    return rows
+
+
+def read_text(path: Path, limit: int = MAX_INPUT_BYTES) -> str:
+    """Read a UTF-8 text input."""
+    return decode_text(read_input(path, limit))
+
+
+def read_json(path: Path, limit: int = MAX_INPUT_BYTES) -> Any:
+    """Read a JSON input document."""
+    return decode_json(read_input(path, limit))
+
+
+def read_jsonl(path: Path, limit: int = MAX_INPUT_BYTES) -> list[dict[str, Any]]:
+    """Read JSON Lines (one object per non-blank line)."""
+    return decode_jsonl(read_input(path, limit))
+
+
+def infer_document(data: bytes) -> dict[str, Any]:
+    """An INFER input: one JSON object."""
+    doc = decode_json(data)
+    if not isinstance(doc, dict):
+        raise InvalidJobInputError("INFER input must be a JSON object")
+    return doc
+
+
+def chat_messages(doc: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The ``messages`` of a chat input, checked (roles, string contents, no other keys)."""
+    messages = doc.get("messages")
+    if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_MESSAGES:
+        raise InvalidJobInputError(f"'messages' must be a list of 1 to {MAX_MESSAGES} messages")
+    clean: list[dict[str, str]] = []
+    for i, message in enumerate(messages):
+        if (
+            not isinstance(message, dict)
+            or message.get("role") not in ROLES
+            or not isinstance(message.get("content"), str)
+            or set(message) - {"role", "content"}
+        ):
+            raise InvalidJobInputError(
+                f"messages[{i}] must be {{'role': system|user|assistant, 'content': str}}"
+            )
+        clean.append({"role": message["role"], "content": message["content"]})
+    return clean
+
+
+def prompt_text(doc: Mapping[str, Any]) -> str:
+    """The ``prompt`` of a text-completion input."""
+    prompt = doc.get("prompt")
+    if not isinstance(prompt, str):
+        raise InvalidJobInputError("'prompt' must be a string")
+    return prompt
+
+
+def input_texts(doc: Mapping[str, Any]) -> list[str]:
+    """The ``texts`` of an embedding or classification input."""
+    texts = doc.get("texts")
+    if (
+        not isinstance(texts, list)
+        or not 1 <= len(texts) <= MAX_TEXTS
+        or not all(isinstance(t, str) for t in texts)
+    ):
+        raise InvalidJobInputError(f"'texts' must be a list of 1 to {MAX_TEXTS} strings")
+    return texts
+
+
+def check_input(kind: JobKind, params: JobParams, data: bytes) -> None:
+    """Check an input's encoding against the job's kind and params (what can be checked without
+    the model: whether the model's context or labels fit is the worker's to say).
+
+    Raises:
+        InvalidJobInputError: the input does not fit.
+        InvalidJobParamsError: ``params`` are not ``kind``'s.
+    """
+    check_kind(kind, params)
+    if len(data) > MAX_INPUT_BYTES:
+        raise InvalidJobInputError(f"input is {len(data)} bytes; the limit is {MAX_INPUT_BYTES}")
+    if kind is JobKind.INFER:
+        doc = infer_document(data)
+        if isinstance(params, ChatParams):
+            chat_messages(doc)
+        elif isinstance(params, GenerateParams):
+            prompt_text(doc)
+        elif isinstance(params, EmbedParams | ClassifyParams):
+            input_texts(doc)
+    elif kind is JobKind.FINETUNE:
+        decode_jsonl(data)
     else:
-        assert input_bytes is not None
-        root = sdk.store.add_bytes(input_bytes)
-    params_hash = publish_params(sdk.store, params or {})
-    now = sdk.chain.timestamp()
-    spec = JobSpec(
-        kind=kind,
-        version_id=version.version_id,
-        input=ContentRef.from_cid(str(root)),
-        params_hash=params_hash,
-        deadline=now + deadline_s,
-        lease_seconds=min(lease_s, deadline_s),
-        redundancy=redundancy,
-        output_model_id=model_id(output_model) if output_model else b"\x00" * 32,
-    )
-    result = sdk.jobs.create_job(spec, reward_wei)
-    return Submitted(int(result.value), result.tx_hash, str(root), params_hash)
+        decode_text(data)
 
 
-def wait_settled(sdk: Anchorml, job_id: int, timeout: float = 600.0, poll: float = 0.5) -> Any:
-    """Poll until the job is finalized, expired or cancelled; return its record.
-
-    Raises:
-        TimeoutError: not settled within ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        status = sdk.jobs.status(job_id)
-        if status.settled:
-            return sdk.jobs.get_job(job_id)
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"job {job_id} still {status.name.lower()} after {timeout:.0f} s")
-        time.sleep(poll)
+# --- result ----------------------------------------------------------------------------------
 
 
 def fetch_result(store: ContentStore, output: Any, out: Path) -> Path:

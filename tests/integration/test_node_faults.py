@@ -23,9 +23,9 @@ from faultproxy import FaultProxy
 from registry.chain import revert_errors as rv
 from registry.chain.connection import connect, dev_keys
 from registry.chain.tx import Wallet
-from registry.clients import JobKind, JobStatus, ModelRegistryClient
+from registry.clients import JobStatus, ModelRegistryClient
 from registry.errors import TransactionError
-from registry.jobio import submit, wait_settled
+from registry.jobs import JobKind, submit, wait_settled
 from registry.model import demo
 from registry.model.package import push
 

@@ -32,9 +32,10 @@ from chainfix import (
 )
 
 from registry.chain import revert_errors
-from registry.clients import JobKind, JobStatus
+from registry.clients import JobStatus
 from registry.clients.models import model_id, version_id
 from registry.errors import ContractRevertError
+from registry.jobs import JobKind
 
 CONTRACTS = ("registry", "node_registry", "board")
 

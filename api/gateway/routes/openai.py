@@ -32,8 +32,6 @@ from api.gateway.deps import (
 )
 from api.gateway.errors import NoWorkerError
 from api.gateway.onchain import OnchainOptions
-from node.executors import parse_params
-from node.executors.params import MAX_NEW_TOKENS_CAP
 from node.serving.catalog import Target
 from node.serving.errors import InvalidRequestError, MaxTokensError, UnsupportedParameterError
 from node.serving.generation import GenerationParams
@@ -58,6 +56,7 @@ from node.serving.schemas import (
     ModelCard,
     ModelList,
 )
+from registry.jobs import MAX_NEW_TOKENS_CAP, JobKind, parse_params
 
 router = APIRouter(tags=["openai"], responses=ERROR_RESPONSES)
 
@@ -143,7 +142,7 @@ def _job_generation(params: GenerationParams, task: str) -> dict[str, Any]:
         "top_p": params.top_p,
         "seed": params.seed or 0,
     }
-    parse_params("INFER", job)
+    parse_params(JobKind.INFER, job)
     return job
 
 
