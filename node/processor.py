@@ -7,8 +7,9 @@ instead of racing for the same job, and the oldest is passed over only a bounded
        is used only if it matches the stored commitment) and skip it unless it is open, before
        its deadline, for a served version and an accepted kind, and not already delivered by
        this node;
-    2. fetch and verify everything *before* claiming: the params (by hash), the input (by CID) and
-       the model (cache: CID + manifest + safety checks); a job we cannot do is never claimed;
+    2. fetch and verify everything *before* claiming: the params (by hash; parsed here, once, and
+       handed to the executor as the parsed object), the input (by CID) and the model (cache:
+       CID + manifest + safety checks); a job we cannot do is never claimed;
     3. claim (simulated first; losing a race is logged at INFO and costs no gas);
     4. run the executor in a worker thread, with a time limit;
     5. pin the output to the store and read it back verified (retried; a store outage releases

@@ -274,7 +274,7 @@ def test_w6_job_taken_by_someone_else_costs_no_gas(
         ModelCache(tmp_path / "cache", loser.store),
         served,
         NodeMetrics(),
-        kinds=["INFER"],
+        kinds=[JobKind.INFER],
         work_dir=tmp_path / "work",
     )
     nonce = loser.chain.w3.eth.get_transaction_count(loser.wallet.address)
