@@ -34,6 +34,7 @@ from registry.jobs import (
     InvalidJobParamsError,
     JobError,
     JobKind,
+    JobNotFinalizedError,
     check_job,
     fetch_result,
     read_input,
@@ -124,12 +125,12 @@ def submit_cmd(
         expire_at=posted.deadline,
     )
     if record.status is JobStatus.EXPIRED:
-        raise ConfigError(
+        raise JobNotFinalizedError(
             f"job {posted.job_id} expired without an accepted result; its reward of "
             f"{record.reward_wei} wei was refunded to your withdrawable balance"
         )
     if record.status is JobStatus.CANCELLED:
-        raise ConfigError(f"job {posted.job_id} was cancelled; its reward was refunded")
+        raise JobNotFinalizedError(f"job {posted.job_id} was cancelled; its reward was refunded")
     out.print(f"status {record.status.name.lower()}")
     if record.result is not None:
         out.print(f"result {record.result.content.to_cid()}")

@@ -55,6 +55,7 @@ from registry.jobs.params import (
 )
 from registry.jobs.requester import (
     CheckedJob,
+    JobNotFinalizedError,
     JobWaitTimeoutError,
     Submitted,
     check_job,
@@ -80,6 +81,7 @@ __all__ = [
     "InvalidJobParamsError",
     "JobError",
     "JobKind",
+    "JobNotFinalizedError",
     "JobParams",
     "JobWaitTimeoutError",
     "KindName",

@@ -37,6 +37,12 @@ class JobWaitTimeoutError(AnchormlError, TimeoutError):
     code = "job_wait_timeout"
 
 
+class JobNotFinalizedError(AnchormlError):
+    """A job ended without an accepted result (expired or cancelled; its reward refunded)."""
+
+    code = "job_not_finalized"
+
+
 @dataclass(frozen=True)
 class CheckedJob:
     """A job's params as they will be published, and as parsed."""
