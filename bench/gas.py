@@ -36,7 +36,6 @@ from registry.clients import (  # noqa: E402
     Access,
     ContentRef,
     JobBoardClient,
-    JobKind,
     JobSpec,
     ModelRegistryClient,
     NodeRegistryClient,
@@ -44,6 +43,7 @@ from registry.clients import (  # noqa: E402
 )
 from registry.clients.jobs import Output  # noqa: E402
 from registry.clients.models import model_id, version_id  # noqa: E402
+from registry.jobs import JobKind  # noqa: E402
 from support.chain import Anvil  # noqa: E402
 
 REGISTER_VERSION_GOAL = 150_000

@@ -258,7 +258,8 @@ def _create_jobs(bench: Bench, count: int) -> tuple[dict[int, float], float]:
     was sent}`` and the time the first create was sent."""
     from registry.chain.connection import connect
     from registry.chain.tx import Wallet
-    from registry.clients import JobBoardClient, JobKind, JobSpec
+    from registry.clients import JobBoardClient, JobSpec
+    from registry.jobs import JobKind
 
     net = bench.net
     deployment = json.loads(net.deployment_path.read_text())
@@ -361,7 +362,7 @@ def run_batch(bench: Bench, workers: int, jobs: int, timeout: float) -> Run:
     """Create ``jobs`` jobs and wait until the watcher saw each finalized (or ``timeout``)."""
     from registry.chain.connection import connect
     from registry.clients import JobStatus
-    from registry.jobio import fetch_result
+    from registry.jobs import fetch_result
     from registry.sdk import Anchorml
 
     net = bench.net
@@ -445,7 +446,7 @@ def part_a(args: argparse.Namespace) -> None:
 
     from registry.clients import Access
     from registry.clients.models import version_id
-    from registry.jobio import publish_params
+    from registry.jobs import publish_params
     from registry.model import demo
     from registry.model.package import push
     from support.devnet import OWNER

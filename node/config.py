@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from registry.config import DEFAULT_RPC_URL, Settings, load_config_file
-
-JOB_KINDS = ("INFER", "TRAIN", "FINETUNE", "EVAL", "COMPRESS")
+from registry.jobs import JobKind, KindName
 
 
 class NodeConfig(BaseSettings):
@@ -25,7 +24,7 @@ class NodeConfig(BaseSettings):
         http_host, http_port: where the HTTP endpoint listens (port 0 = any free port).
         serves: what the node serves: ``name@version`` / ``name@alias`` (one version),
             ``name@*`` (every version of a model, present and future), ``*`` (every model).
-        kinds: job kinds this node takes.
+        kinds: job kinds this node takes (names in any case: ``["infer"]``).
         confirmations: blocks the listener trails the head by.
         poll_interval_s: seconds between head polls.
         scan_window: blocks per ``eth_getLogs`` request.
@@ -51,7 +50,7 @@ class NodeConfig(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 0
     serves: list[str] = Field(default_factory=list)
-    kinds: list[str] = Field(default_factory=lambda: list(JOB_KINDS))
+    kinds: list[KindName] = Field(default_factory=lambda: list(JobKind))
     confirmations: int = Field(default=0, ge=0, le=64)
     poll_interval_s: float = Field(default=0.5, gt=0, le=60)
     scan_window: int = Field(default=500, ge=1, le=10_000)
@@ -62,15 +61,6 @@ class NodeConfig(BaseSettings):
     batch_wait_ms: float = Field(default=10.0, ge=0, le=1000)
     cache_max_bytes: int = Field(default=8 << 30, gt=0)
     rpc_outage_s: float = Field(default=30.0, gt=0)
-
-    @field_validator("kinds")
-    @classmethod
-    def _known_kinds(cls, kinds: list[str]) -> list[str]:
-        upper = [k.upper() for k in kinds]
-        unknown = sorted(set(upper) - set(JOB_KINDS))
-        if unknown:
-            raise ValueError(f"unknown job kinds {unknown}; expected some of {list(JOB_KINDS)}")
-        return upper
 
     @model_validator(mode="after")
     def _needs_key(self) -> NodeConfig:

@@ -7,8 +7,9 @@ instead of racing for the same job, and the oldest is passed over only a bounded
        is used only if it matches the stored commitment) and skip it unless it is open, before
        its deadline, for a served version and an accepted kind, and not already delivered by
        this node;
-    2. fetch and verify everything *before* claiming: the params (by hash), the input (by CID) and
-       the model (cache: CID + manifest + safety checks); a job we cannot do is never claimed;
+    2. fetch and verify everything *before* claiming: the params (by hash; parsed here, once, and
+       handed to the executor as the parsed object), the input (by CID) and the model (cache:
+       CID + manifest + safety checks); a job we cannot do is never claimed;
     3. claim (simulated first; losing a race is logged at INFO and costs no gas);
     4. run the executor in a worker thread, with a time limit;
     5. pin the output to the store and read it back verified (retried; a store outage releases
@@ -30,21 +31,29 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node.executors import ExecutorResult, InvalidJobInputError, InvalidJobParamsError, run_job
+from node.executors import ExecutorResult, run_job
 from node.listener import ChainEvent
 from node.metrics import NodeMetrics
 from node.rpc import with_retries
 from node.service import Service
 from node.state import NodeState
 from registry.chain import revert_errors as rv
-from registry.clients import ContentRef, JobKind, JobStatus, VersionRecord
+from registry.clients import ContentRef, JobStatus, VersionRecord
 from registry.clients.jobs import JobCreated, JobRecord, Output
 from registry.errors import AnchormlError, ContractRevertError, StoreError
-from registry.jobio import fetch_params
+from registry.jobs import (
+    InvalidJobInputError,
+    InvalidJobParamsError,
+    JobKind,
+    JobParams,
+    fetch_params,
+    parse_params,
+)
 from registry.model.manifest import build_manifest, write_manifest
 from registry.model.package import ModelCache
 from registry.sdk import Anchorml
@@ -142,7 +151,7 @@ class Processor(Service):
         served: Served,
         metrics: NodeMetrics,
         *,
-        kinds: list[str],
+        kinds: Iterable[JobKind],
         work_dir: Path,
         job_timeout_s: float = 1800.0,
         housekeeping_s: float = 1.0,
@@ -155,7 +164,7 @@ class Processor(Service):
         self.cache = cache
         self.served = served
         self.metrics = metrics
-        self.kinds = {k.upper() for k in kinds}
+        self.kinds = set(kinds)
         self.work_dir = work_dir
         self.job_timeout_s = job_timeout_s
         self.housekeeping_s = housekeeping_s
@@ -225,7 +234,7 @@ class Processor(Service):
                 created=JobCreated.from_event(args, event.block),
                 open_slots=redundancy,
             )
-            kind = JobKind(int(args["kind"])).name
+            kind = JobKind(int(args["kind"]))
             known = self.served.get(bytes(args["versionId"])) is not None
             if kind in self.kinds and (known or self.served.open_ended):
                 self.candidates[job_id] = None
@@ -302,7 +311,7 @@ class Processor(Service):
             version = record if self.served.admit(record) else None
         if version is None:
             raise JobSkipped("its model version is not served by this node")
-        if job.spec.kind.name not in self.kinds:
+        if job.spec.kind not in self.kinds:
             raise JobSkipped(f"{job.spec.kind.name} jobs are not taken by this node")
         if await self._chain_time() >= job.spec.deadline:
             raise JobSkipped("its deadline passed")
@@ -334,16 +343,14 @@ class Processor(Service):
 
     async def _prepare(
         self, job: JobRecord, version: VersionRecord, workspace: Path
-    ) -> tuple[bytes, Path, Path]:
-        """Fetch params, input and model, all verified, before any claim (in one worker thread)."""
-        from node.executors import parse_params
-
+    ) -> tuple[JobParams, Path, Path]:
+        """Fetch params, input and model, all verified, before any claim (in one worker thread);
+        the params are parsed here, once, and the parsed object is what the executor gets."""
         store = self.sdk.store
         input_path = workspace / "input"
 
-        def fetch() -> tuple[bytes, Path]:
-            params = fetch_params(store, job.spec.params_hash)
-            parse_params(job.spec.kind.name, params)
+        def fetch() -> tuple[JobParams, Path]:
+            params = parse_params(job.spec.kind, fetch_params(store, job.spec.params_hash))
             store.get(job.spec.input.to_cid(), input_path)
             return params, self.cache.ensure(version)
 
@@ -359,13 +366,13 @@ class Processor(Service):
         self,
         job: JobRecord,
         version: VersionRecord,
-        params: bytes,
+        params: JobParams,
         input_path: Path,
         model_dir: Path,
         workspace: Path,
     ) -> Output:
         out_dir = workspace / "out"
-        kind = job.spec.kind.name
+        kind = job.spec.kind
         try:
             result: ExecutorResult = await asyncio.wait_for(
                 asyncio.to_thread(run_job, kind, model_dir, input_path, params, out_dir),

@@ -25,10 +25,10 @@ from api.up import ADMIN_KEY as GATEWAY_KEY
 from api.up import OWNER_KEY, USER_KEY
 from registry.auth import mint_token
 from registry.chain.connection import dev_keys
-from registry.clients import Access, JobKind, JobStatus
+from registry.clients import Access, JobStatus
 from registry.config import Settings
 from registry.errors import ConfigError
-from registry.jobio import fetch_result, submit, wait_settled
+from registry.jobs import JobKind, fetch_result, submit, wait_settled
 from registry.model import demo as demo_models
 from registry.model.package import push
 from registry.sdk import Anchorml

@@ -1,4 +1,9 @@
-"""`anchorml model push|pull|list|show|alias|revoke`."""
+"""`anchorml model push|pull|list|show|alias|revoke`.
+
+``push`` checks its local input — the options, the directory and what loading it could run
+(pickle weights, remote code: :mod:`registry.model.safety`) — before it connects, so a bad
+directory is named even with no chain running.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +24,11 @@ from api.cli.common import (
     print_json,
 )
 from registry.clients import Access
+from registry.clients.models import encode_license
 from registry.errors import ConfigError
-from registry.model.manifest import build_manifest
+from registry.model.manifest import model_files
 from registry.model.package import ModelCache, export_tree, push, read_manifest
+from registry.model.safety import check_model_dir
 
 app = typer.Typer(help="Push, pull and manage model versions.", no_args_is_help=True)
 
@@ -60,10 +67,10 @@ def push_cmd(
         raise ConfigError(f"--access must be public, allowlist or paid, not {access!r}") from None
     if policy is Access.PAID and period == 0:
         period = 86_400
+    encode_license(license)
+    check_model_dir(directory)  # local input first: no network before the directory is known good
+    total = sum(path.stat().st_size for path in model_files(directory))
     sdk = connect(rpc, key_file, deployment)
-    total = (
-        sum(e.size for e in build_manifest(directory).files.values()) if directory.is_dir() else 0
-    )
     with _progress() as bar:
         task = bar.add_task(f"adding {directory.name}", total=total or None)
         result = push(

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from registry.clients import Access, ContentRef, JobKind, JobStatus
+from registry.clients import Access, ContentRef, JobStatus
+from registry.jobs import JobKind
 
 ZERO32 = b"\x00" * 32
 

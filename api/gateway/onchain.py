@@ -28,10 +28,10 @@ from api.gateway.config import GatewayConfig
 from api.gateway.errors import JobFailedError, JobTimeoutError, SignerUnavailableError
 from api.gateway.metrics import GatewayMetrics
 from node.serving import Target
-from registry import jobio
 from registry.chain.events import iter_events
-from registry.clients import JobKind, JobStatus
+from registry.clients import JobStatus
 from registry.errors import AnchormlError, CorruptContentError
+from registry.jobs import JobKind, canonical_params, submit
 from registry.sdk import Anchorml
 from registry.store.base import ContentStore
 
@@ -126,11 +126,11 @@ class OnchainRunner:
             raise SignerUnavailableError("the gateway has no key (ANCHORML_PRIVATE_KEY): no jobs")
         reward = options.reward_wei or self.config.onchain_reward_wei
         submitted = await asyncio.to_thread(
-            jobio.submit,
+            submit,
             self.sdk,
             JobKind.INFER,
             target.pinned_ref,
-            input_bytes=jobio.canonical_params(input_doc),
+            input_bytes=canonical_params(input_doc),
             params=params,
             reward_wei=reward,
             redundancy=options.redundancy,
@@ -138,7 +138,7 @@ class OnchainRunner:
             lease_s=self.config.job_lease_s,
         )
         job_id = submitted.job_id
-        self.metrics.jobs_created.labels(kind="INFER").inc()
+        self.metrics.jobs_created.labels(kind=JobKind.INFER.name).inc()
         deadline = await asyncio.to_thread(lambda: self.sdk.jobs.get_job(job_id).spec.deadline)
         self.tracker.track(job_id, deadline)
         timeout = min(

@@ -1,4 +1,4 @@
-"""What every executor shares: the result type, canonical output, determinism, input readers.
+"""What every executor shares: the result type, canonical output, determinism, model helpers.
 
 Output conventions (all executors):
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from node.executors.errors import InvalidJobInputError
 from registry.errors import ModelError
+from registry.jobs import InvalidJobInputError
 from registry.model.safety import CONFIG_FILE, check_model_dir, is_adapter_dir
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 FLOAT_DECIMALS = 6
 RESULT_FILE = "result.json"
 MODEL_SUBDIR = "model"
-MAX_INPUT_BYTES = 32 << 20
 THREADS_ENV = "ANCHORML_TORCH_THREADS"
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -149,52 +148,7 @@ def deterministic(seed: int) -> Iterator[None]:
         torch.set_num_threads(previous[2])
 
 
-# --- inputs ----------------------------------------------------------------------------------
-
-
-def read_bytes(path: Path, limit: int = MAX_INPUT_BYTES) -> bytes:
-    """Read an input file of at most ``limit`` bytes."""
-    try:
-        size = path.stat().st_size
-        if size > limit:
-            raise InvalidJobInputError(f"input is {size} bytes; the limit is {limit}")
-        return path.read_bytes()
-    except OSError as exc:
-        raise InvalidJobInputError(f"cannot read input {path.name}: {exc.strerror}") from exc
-
-
-def read_text(path: Path, limit: int = MAX_INPUT_BYTES) -> str:
-    """Read a UTF-8 text input."""
-    try:
-        return read_bytes(path, limit).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidJobInputError(f"input is not UTF-8 text (byte {exc.start})") from exc
-
-
-def read_json(path: Path, limit: int = MAX_INPUT_BYTES) -> Any:
-    """Read a JSON input document."""
-    try:
-        return json.loads(read_text(path, limit))
-    except ValueError as exc:
-        raise InvalidJobInputError(f"input is not valid JSON: {exc}") from exc
-
-
-def read_jsonl(path: Path, limit: int = MAX_INPUT_BYTES) -> list[dict[str, Any]]:
-    """Read JSON Lines (one object per non-blank line)."""
-    rows: list[dict[str, Any]] = []
-    for number, line in enumerate(read_text(path, limit).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise InvalidJobInputError(f"input line {number} is not valid JSON") from exc
-        if not isinstance(row, dict):
-            raise InvalidJobInputError(f"input line {number} is not a JSON object")
-        rows.append(row)
-    if not rows:
-        raise InvalidJobInputError("input has no rows")
-    return rows
+# --- input rows (files are decoded by registry.jobs.io) ---------------------------------------
 
 
 def text_field(row: Mapping[str, Any], key: str, where: str) -> str:

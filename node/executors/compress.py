@@ -34,15 +34,12 @@ from node.executors.common import (
     deterministic,
     finish,
     model_family,
-    read_jsonl,
-    read_text,
     save_model_dir,
     weights_size,
     write_card,
 )
-from node.executors.errors import InvalidJobInputError
 from node.executors.eval import accuracy, perplexity
-from node.executors.params import CompressParams
+from registry.jobs import CompressParams, InvalidJobInputError, JobKind, read_jsonl, read_text
 from registry.model.safety import (
     INT8_FORMAT,
     INT8_SCALE_SUFFIX,
@@ -91,9 +88,13 @@ def run(model_dir: Path, input_path: Path, params: CompressParams, out_dir: Path
                 if key in after:
                     metrics[f"{key}_delta"] = float(after[key]) - float(metrics[f"{key}_before"])
     write_card(
-        target, f"Compressed model ({params.method})", "COMPRESS", params.model_dump(), metrics
+        target,
+        f"Compressed model ({params.method})",
+        JobKind.COMPRESS.name,
+        params.model_dump(),
+        metrics,
     )
-    return finish(out_dir, {"kind": "COMPRESS"}, metrics, produces_model=True)
+    return finish(out_dir, {"kind": JobKind.COMPRESS.name}, metrics, produces_model=True)
 
 
 def _load(model_dir: Path, family: str) -> PreTrainedModel:

@@ -25,13 +25,10 @@ from node.executors.common import (
     deterministic,
     finish,
     model_family,
-    read_jsonl,
-    read_text,
     text_field,
 )
-from node.executors.errors import InvalidJobInputError
-from node.executors.params import EvalParams
 from node.executors.training import IGNORE_INDEX, pad_batch
+from registry.jobs import EvalParams, InvalidJobInputError, JobKind, read_jsonl, read_text
 from registry.model.safety import load_causal_lm, load_sequence_classifier, load_tokenizer
 
 if TYPE_CHECKING:
@@ -54,7 +51,7 @@ def run(model_dir: Path, input_path: Path, params: EvalParams, out_dir: Path) ->
             raise InvalidJobInputError(
                 f"EVAL supports causal LMs and sequence classifiers, not a model of kind {family}"
             )
-    return finish(out_dir, {"kind": "EVAL"}, metrics, produces_model=False)
+    return finish(out_dir, {"kind": JobKind.EVAL.name}, metrics, produces_model=False)
 
 
 def perplexity(

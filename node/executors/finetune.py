@@ -34,15 +34,13 @@ from node.executors.common import (
     deterministic,
     finish,
     model_family,
-    read_jsonl,
     save_model_dir,
     text_field,
     write_card,
 )
-from node.executors.errors import InvalidJobInputError
 from node.executors.eval import classifier_batch, encode_labelled
-from node.executors.params import FinetuneParams
 from node.executors.training import IGNORE_INDEX, batch_order, mean_loss, optimize, pad_batch
+from registry.jobs import FinetuneParams, InvalidJobInputError, JobKind, read_jsonl
 from registry.model.safety import (
     CONFIG_FILE,
     load_causal_lm,
@@ -125,8 +123,10 @@ def run(model_dir: Path, input_path: Path, params: FinetuneParams, out_dir: Path
         model.to(stored_dtype)
         save_model_dir(model, model_dir, target)
     title = f"{task} fine-tuned ({params.method}{', merged' if _merged(params) else ''})"
-    write_card(target, title, "FINETUNE", params.model_dump(), metrics)
-    return finish(out_dir, {"kind": "FINETUNE", "losses": losses}, metrics, produces_model=True)
+    write_card(target, title, JobKind.FINETUNE.name, params.model_dump(), metrics)
+    return finish(
+        out_dir, {"kind": JobKind.FINETUNE.name, "losses": losses}, metrics, produces_model=True
+    )
 
 
 def _merged(params: FinetuneParams) -> bool:

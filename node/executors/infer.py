@@ -28,15 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from node.executors import hot
-from node.executors.common import ExecutorResult, deterministic, finish, read_json
-from node.executors.errors import InvalidJobInputError
-from node.executors.params import (
-    ChatParams,
-    ClassifyParams,
-    EmbedParams,
-    GenerateParams,
-    InferParams,
-)
+from node.executors.common import ExecutorResult, deterministic, finish
 from node.models import (
     ContextOverflowError,
     EmbeddingModel,
@@ -46,17 +38,23 @@ from node.models import (
     TextClassifier,
     TextGenerator,
 )
-
-MAX_TEXTS = 1024
-MAX_MESSAGES = 256
-ROLES = frozenset({"system", "user", "assistant"})
+from registry.jobs import (
+    ChatParams,
+    ClassifyParams,
+    EmbedParams,
+    GenerateParams,
+    InferParams,
+    InvalidJobInputError,
+    chat_messages,
+    infer_document,
+    input_texts,
+    read_input,
+)
 
 
 def run(model_dir: Path, input_path: Path, params: InferParams, out_dir: Path) -> ExecutorResult:
     """Run one INFER job (see module docstring for formats)."""
-    doc = read_json(input_path)
-    if not isinstance(doc, dict):
-        raise InvalidJobInputError("INFER input must be a JSON object")
+    doc = infer_document(read_input(input_path))
     seed = params.seed if isinstance(params, ChatParams | GenerateParams) else 0
     with deterministic(seed), hot.session():
         if isinstance(params, ChatParams | GenerateParams):
@@ -72,29 +70,10 @@ def run(model_dir: Path, input_path: Path, params: InferParams, out_dir: Path) -
 # --- text generation -------------------------------------------------------------------------
 
 
-def _messages(doc: dict[str, Any]) -> list[dict[str, str]]:
-    messages = doc.get("messages")
-    if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_MESSAGES:
-        raise InvalidJobInputError(f"'messages' must be a list of 1 to {MAX_MESSAGES} messages")
-    clean: list[dict[str, str]] = []
-    for i, message in enumerate(messages):
-        if (
-            not isinstance(message, dict)
-            or message.get("role") not in ROLES
-            or not isinstance(message.get("content"), str)
-            or set(message) - {"role", "content"}
-        ):
-            raise InvalidJobInputError(
-                f"messages[{i}] must be {{'role': system|user|assistant, 'content': str}}"
-            )
-        clean.append({"role": message["role"], "content": message["content"]})
-    return clean
-
-
 def _generate(
     model_dir: Path, doc: dict[str, Any], params: ChatParams | GenerateParams
 ) -> dict[str, Any]:
-    messages = _messages(doc) if isinstance(params, ChatParams) else None
+    messages = chat_messages(doc) if isinstance(params, ChatParams) else None
     prompt = doc.get("prompt")
     if messages is None and not isinstance(prompt, str):
         raise InvalidJobInputError("'prompt' must be a string")
@@ -134,19 +113,8 @@ def _generate(
 # --- encoders --------------------------------------------------------------------------------
 
 
-def _texts(doc: dict[str, Any]) -> list[str]:
-    texts = doc.get("texts")
-    if (
-        not isinstance(texts, list)
-        or not 1 <= len(texts) <= MAX_TEXTS
-        or not all(isinstance(t, str) for t in texts)
-    ):
-        raise InvalidJobInputError(f"'texts' must be a list of 1 to {MAX_TEXTS} strings")
-    return texts
-
-
 def _embed(model_dir: Path, doc: dict[str, Any], params: EmbedParams) -> dict[str, Any]:
-    texts = _texts(doc)
+    texts = input_texts(doc)
     encoder = hot.load(
         model_dir,
         ("embed", params.max_length, params.normalize),
@@ -164,7 +132,7 @@ def _embed(model_dir: Path, doc: dict[str, Any], params: EmbedParams) -> dict[st
 
 
 def _classify(model_dir: Path, doc: dict[str, Any], params: ClassifyParams) -> dict[str, Any]:
-    texts = _texts(doc)
+    texts = input_texts(doc)
     classifier = hot.load(
         model_dir,
         ("classify", params.max_length),

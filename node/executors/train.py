@@ -25,13 +25,12 @@ from node.executors.common import (
     deterministic,
     finish,
     model_family,
-    read_text,
     save_model_dir,
     write_card,
 )
-from node.executors.params import TrainParams
 from node.executors.training import batch_order, lm_blocks, mean_loss, optimize
 from registry.errors import ModelError
+from registry.jobs import JobKind, TrainParams, read_text
 from registry.model.safety import load_config, load_tokenizer
 
 EVAL_BLOCKS = 8
@@ -91,5 +90,9 @@ def run(model_dir: Path, input_path: Path, params: TrainParams, out_dir: Path) -
     }
     target = out_dir / MODEL_SUBDIR
     save_model_dir(model, model_dir, target)
-    write_card(target, "Causal LM trained from scratch", "TRAIN", params.model_dump(), metrics)
-    return finish(out_dir, {"kind": "TRAIN", "losses": losses}, metrics, produces_model=True)
+    write_card(
+        target, "Causal LM trained from scratch", JobKind.TRAIN.name, params.model_dump(), metrics
+    )
+    return finish(
+        out_dir, {"kind": JobKind.TRAIN.name, "losses": losses}, metrics, produces_model=True
+    )

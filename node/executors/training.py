@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from node.executors.errors import InvalidJobInputError
+from registry.jobs import InvalidJobInputError
 
 if TYPE_CHECKING:
     import torch

@@ -23,7 +23,6 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from node.executors.errors import InvalidJobInputError, InvalidJobParamsError
 from node.serving.batching import BatcherClosedError, BatcherOverloadedError
 from node.serving.http import error_response
 from registry.auth import MissingTokenError, TokenExpiredError
@@ -45,6 +44,7 @@ from registry.errors import (
     StoreUnavailableError,
     UnsafeModelError,
 )
+from registry.jobs import InvalidJobInputError, InvalidJobParamsError
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Typed clients of the three contracts: domain-named methods returning typed records."""
 
 from registry.clients.base import ContentRef, TxResult
-from registry.clients.jobs import JobBoardClient, JobKind, JobRecord, JobSpec, JobStatus
+from registry.clients.jobs import JobBoardClient, JobRecord, JobSpec, JobStatus
 from registry.clients.models import Access, ModelRecord, ModelRegistryClient, VersionRecord
 from registry.clients.nodes import NodeRecord, NodeRegistryClient
 
@@ -9,7 +9,6 @@ __all__ = [
     "Access",
     "ContentRef",
     "JobBoardClient",
-    "JobKind",
     "JobRecord",
     "JobSpec",
     "JobStatus",

@@ -14,23 +14,9 @@ from eth_utils import keccak
 from registry.chain.events import iter_events
 from registry.clients.base import ContentRef, ContractClient, TxResult
 from registry.errors import ChainError, CorruptContentError
+from registry.jobs.kinds import JobKind
 
 ZERO32 = b"\x00" * 32
-
-
-class JobKind(enum.IntEnum):
-    """Kinds of job (the contract's ``Kind`` enum)."""
-
-    INFER = 0
-    TRAIN = 1
-    FINETUNE = 2
-    EVAL = 3
-    COMPRESS = 4
-
-    @property
-    def produces_model(self) -> bool:
-        """Whether the job's result is a new model version."""
-        return self in (JobKind.TRAIN, JobKind.FINETUNE, JobKind.COMPRESS)
 
 
 class JobStatus(enum.IntEnum):

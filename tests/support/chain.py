@@ -42,7 +42,6 @@ from registry.clients import (
     Access,
     ContentRef,
     JobBoardClient,
-    JobKind,
     JobSpec,
     ModelRegistryClient,
     NodeRegistryClient,
@@ -50,6 +49,7 @@ from registry.clients import (
 from registry.clients.jobs import Output
 from registry.clients.models import model_id, version_id
 from registry.errors import ContractRevertError
+from registry.jobs import JobKind
 
 ROOT = Path(__file__).resolve().parents[2]
 ANVIL = ROOT / "node_modules" / ".bin" / "anvil"

@@ -2,9 +2,12 @@
 
 Creation is sponsored: the gateway signs ``createJob`` with its own key and escrows the reward,
 on behalf of a caller who must present a valid bearer token and hold access to the model
-(checked before anything is uploaded or sent). The reward is capped by ``max_reward_wei``, and
-the usual rate limit applies. ``GET /v1/jobs/{id}/events`` streams status changes as
-Server-Sent Events (``event: status``) until the job settles.
+(checked before anything is uploaded or sent). Params and input are checked against the kind's
+schema before anything is uploaded or escrowed (400 ``invalid_job_params`` /
+``invalid_job_input``); an INFER job without a ``task`` gets the one its model's manifest allows.
+The reward is capped by ``max_reward_wei``, and the usual rate limit applies.
+``GET /v1/jobs/{id}/events`` streams status changes as Server-Sent Events (``event: status``)
+until the job settles.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import binascii
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
@@ -24,7 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.gateway.deps import FreshGatewayDep, Gateway, GatewayDep, LimitedCallerDep
 from api.gateway.errors import JobNotFoundError, SignerUnavailableError
 from api.gateway.index import JobEntry
-from node.executors import parse_params
 from node.serving import (
     ERROR_RESPONSES,
     SSE_HEADERS,
@@ -33,8 +35,7 @@ from node.serving import (
     dumps,
     json_response,
 )
-from registry import jobio
-from registry.clients import JobKind
+from registry.jobs import KindName, submit
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
@@ -48,11 +49,13 @@ class CreateJob(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["infer", "train", "finetune", "eval", "compress"]
+    kind: KindName
     model: str = Field(min_length=1, max_length=256, description="name[@version|@alias]")
     input: dict[str, Any] | list[Any] | None = None
     input_base64: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="INFER: task from the model's manifest when left out"
+    )
     reward_wei: int = Field(ge=1, le=10**30)
     redundancy: int = Field(default=1, ge=1, le=16)
     deadline_s: int = Field(default=3600, ge=60, le=30 * 86_400)
@@ -104,7 +107,7 @@ def job_out(gateway: Gateway, job: JobEntry) -> dict[str, Any]:
     """The public view of an indexed job."""
     return {
         "job_id": job.job_id,
-        "kind": job.kind.name.lower(),
+        "kind": job.kind.label,
         "model": gateway.index.ref_of(job.version_id),
         "version_id": "0x" + job.version_id.hex(),
         "requester": job.requester,
@@ -146,11 +149,10 @@ async def create_job(body: CreateJob, gateway: GatewayDep, caller: LimitedCaller
             f"reward_wei is above the gateway's limit of {gateway.config.max_reward_wei}",
             "reward_wei",
         )
-    kind = JobKind[body.kind.upper()]
-    parse_params(kind.name, body.params)
+    kind = body.kind
     data = _input_bytes(body)
-    posted = await asyncio.to_thread(
-        jobio.submit,
+    posted = await asyncio.to_thread(  # checks params and input before it uploads anything
+        submit,
         gateway.sdk,
         kind,
         target.pinned_ref,

@@ -25,8 +25,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.gateway.deps import Gateway, fresh_index, get_caller, get_gateway, get_limited_caller
 from api.gateway.errors import NoWorkerError
 from api.gateway.onchain import OnchainOptions
-from node.executors import parse_params
-from node.executors.params import MAX_NEW_TOKENS_CAP
 from node.serving import (
     Bodies,
     Call,
@@ -48,6 +46,7 @@ from node.serving import (
     embedding_body,
     json_response,
 )
+from registry.jobs import MAX_NEW_TOKENS_CAP, JobKind, parse_params
 
 
 class AnchormlOptions(BaseModel):
@@ -221,7 +220,7 @@ def _job_generation(params: GenerationParams, task: str) -> dict[str, Any]:
         "top_p": params.top_p,
         "seed": params.seed or 0,
     }
-    parse_params("INFER", job)
+    parse_params(JobKind.INFER, job)
     return job
 
 

@@ -20,9 +20,9 @@ from eth_account import Account
 from registry.chain import revert_errors as rv
 from registry.chain.connection import connect, dev_keys
 from registry.chain.tx import Wallet
-from registry.clients import JobKind, JobStatus, ModelRegistryClient
+from registry.clients import JobStatus, ModelRegistryClient
 from registry.errors import TransactionError
-from registry.jobio import submit, wait_settled
+from registry.jobs import JobKind, submit, wait_settled
 from registry.model import demo
 from registry.model.package import push
 from support.chain import Anvil
@@ -274,7 +274,7 @@ def test_w6_job_taken_by_someone_else_costs_no_gas(
         ModelCache(tmp_path / "cache", loser.store),
         served,
         NodeMetrics(),
-        kinds=["INFER"],
+        kinds=[JobKind.INFER],
         work_dir=tmp_path / "work",
     )
     nonce = loser.chain.w3.eth.get_transaction_count(loser.wallet.address)

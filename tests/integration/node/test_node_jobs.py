@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from registry.clients import Access, JobKind, JobStatus
+from registry.clients import Access, JobStatus
 from registry.clients.jobs import Output
 from registry.clients.models import version_id
-from registry.jobio import fetch_result, submit, wait_settled
+from registry.jobs import JobKind, fetch_result, submit, wait_settled
 from registry.model import demo
 from registry.model.manifest import Manifest
 from registry.model.package import push

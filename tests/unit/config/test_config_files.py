@@ -52,7 +52,10 @@ def test_gateway_reads_its_own_prefix(tmp_path: Path, monkeypatch: pytest.Monkey
     ("text", "message"),
     [
         (f'private_key = "{KEY}"\nbatch_size = 0\n', "invalid node config: batch_size:"),
-        (f'private_key = "{KEY}"\nkinds = ["INFER", "MINE"]\n', "invalid node config: kinds:"),
+        (
+            f'private_key = "{KEY}"\nkinds = ["INFER", "MINE"]\n',
+            "invalid node config: kinds.1: Value error, unknown job kind 'MINE'",
+        ),
         ('name = "no key"\n', "set ANCHORML_PRIVATE_KEY or key_file"),
         ("batch_size = [\n", "cannot read node config"),
     ],

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from registry.chain import revert_errors
-from registry.clients import JobKind, JobStatus
+from registry.clients import JobStatus
 from registry.clients.models import model_id, version_id
 from registry.errors import ContractRevertError
+from registry.jobs import JobKind
 from support.chain import (
     ADMIN_DELAY,
     LEASE,

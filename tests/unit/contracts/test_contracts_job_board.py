@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from registry.chain import revert_errors
-from registry.clients import ContentRef, JobKind, JobStatus
+from registry.clients import ContentRef, JobStatus
 from registry.clients.jobs import ClaimState, Output
 from registry.clients.models import model_id, version_id
+from registry.jobs import JobKind
 from support.chain import (
     CODEC_DAG_PB,
     CODEC_RAW,

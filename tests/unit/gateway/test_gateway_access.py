@@ -18,11 +18,10 @@ import pytest
 from eth_account import Account
 from fastapi.testclient import TestClient
 
-from registry import jobio
 from registry.auth import TokenExpiredError, mint_token, parse_ttl, verify_token
 from registry.chain import revert_errors as rv
-from registry.clients import JobKind
 from registry.errors import AuthError, ConfigError
+from registry.jobs import JobKind, submit
 from support.devnet import KEYS, OWNER, REQUESTER, USER
 from support.gateway import GATED, MINILM, GatewayNet
 
@@ -112,7 +111,7 @@ def test_the_same_job_on_chain_reverts_with_no_access(gateway_net: GatewayNet) -
     requester = gateway_net.sdk(REQUESTER)
     before = requester.jobs.last_job_id()
     with pytest.raises(rv.NoAccess):
-        jobio.submit(
+        submit(
             requester, JobKind.INFER, GATED, input_bytes=b'{"texts": ["hi"]}',
             params={"task": "embed"}, reward_wei=10**15,
         )  # fmt: skip

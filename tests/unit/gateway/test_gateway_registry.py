@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from registry.clients import JobStatus
+from registry.jobs import fetch_params
 from registry.model.package import push
 from support.devnet import OWNER, REQUESTER, USER
 from support.gateway import (
@@ -105,6 +106,45 @@ def test_sponsored_job_lifecycle_and_status_stream(
                 events.append(json.loads(line[6:]))
     assert events[-1]["status"] == "cancelled"
     assert gateway_net.sdk(None).jobs.status(job["job_id"]) == JobStatus.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "doc", "code"),
+    [
+        (CHAT, None, {"texts": ["x"]}, "invalid_job_params"),  # chat or generate?
+        (MINILM, {"task": "embed"}, {"prompt": "x"}, "invalid_job_input"),
+        (MINILM, {"task": "chat"}, {"texts": ["x"]}, "invalid_job_input"),
+        (MINILM, {"task": "embed", "oops": 1}, {"texts": ["x"]}, "invalid_job_params"),
+    ],
+)
+def test_sponsored_job_params_and_input_are_checked_before_anything_is_posted(
+    gateway_net: GatewayNet,
+    client: TestClient,
+    model: str,
+    params: dict[str, object] | None,
+    doc: object,
+    code: str,
+) -> None:
+    request: dict[str, object] = {"kind": "infer", "model": model, "input": doc, "reward_wei": 10}
+    if params is not None:
+        request["params"] = params
+    before = gateway_net.sdk(None).jobs.last_job_id()
+    response = client.post("/v1/jobs", json=request, headers=_auth(gateway_net, USER))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == code
+    assert gateway_net.sdk(None).jobs.last_job_id() == before
+
+
+def test_sponsored_job_without_params_takes_the_task_from_the_manifest(
+    gateway_net: GatewayNet, client: TestClient
+) -> None:
+    request = {"kind": "infer", "model": MINILM, "input": {"texts": ["x"]}, "reward_wei": 10}
+    created = client.post("/v1/jobs", json=request, headers=_auth(gateway_net, USER))
+    assert created.status_code == 201, created.text
+    sdk = gateway_net.sdk(None)
+    stored = fetch_params(sdk.store, bytes.fromhex(created.json()["params_hash"][2:]))
+    assert json.loads(stored) == {"task": "embed"}
+    gateway_net.sdk(GATEWAY).jobs.cancel(created.json()["job_id"])
 
 
 def test_nodes_show_stake_serving_and_record(gateway_net: GatewayNet, client: TestClient) -> None:

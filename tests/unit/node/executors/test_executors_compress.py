@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,18 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANCHORML_TORCH_THREADS", "1")  # 2 shared cores: avoid oversubscription
 
-from node.executors import run_job  # noqa: E402
+from node.executors import ExecutorResult, run_job  # noqa: E402
 from node.executors.compress import prunable_weights, prune, sparsity  # noqa: E402
 from registry.errors import ModelError  # noqa: E402
+from registry.jobs import JobKind, parse_params  # noqa: E402
 from registry.model import demo, safety  # noqa: E402
+
+
+def _run(
+    kind: JobKind, model: Path, data: Path, params: str | Mapping[str, object], out: Path
+) -> ExecutorResult:
+    """Parse ``params`` as the worker does, then run the executor."""
+    return run_job(kind, model, data, parse_params(kind, params), out)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +52,7 @@ def test_prune_reaches_requested_sparsity(
     gpt2: Path, text: Path, tmp_path: Path, scope: str
 ) -> None:
     params = {"method": "prune", "sparsity": 0.6, "scope": scope}
-    result = run_job("COMPRESS", gpt2, text, params, tmp_path / "o")
+    result = _run(JobKind.COMPRESS, gpt2, text, params, tmp_path / "o")
     assert result.produces_model
     assert result.metrics["sparsity"] == pytest.approx(0.6, abs=1e-4)
     assert result.metrics["perplexity_after"] > 0 and "perplexity_delta" in result.metrics
@@ -73,14 +82,14 @@ def test_prune_is_exact_with_ties() -> None:
 
 def test_prune_is_deterministic(gpt2: Path, empty: Path, tmp_path: Path) -> None:
     params = {"method": "prune", "sparsity": 0.3}
-    run_job("COMPRESS", gpt2, empty, params, tmp_path / "a")
-    run_job("COMPRESS", gpt2, empty, params, tmp_path / "b")
+    _run(JobKind.COMPRESS, gpt2, empty, params, tmp_path / "a")
+    _run(JobKind.COMPRESS, gpt2, empty, params, tmp_path / "b")
     for name in ("model/model.safetensors", "result.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
 def test_int8_is_smaller_and_loads(gpt2: Path, text: Path, tmp_path: Path) -> None:
-    result = run_job("COMPRESS", gpt2, text, {"method": "int8"}, tmp_path / "o")
+    result = _run(JobKind.COMPRESS, gpt2, text, {"method": "int8"}, tmp_path / "o")
     model_dir = tmp_path / "o" / "model"
     assert "model/model.int8.safetensors" in result.files
     assert not (model_dir / "model.safetensors").exists()
@@ -100,7 +109,7 @@ def test_int8_is_smaller_and_loads(gpt2: Path, text: Path, tmp_path: Path) -> No
 def test_plain_from_pretrained_cannot_misread_int8(gpt2: Path, empty: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    run_job("COMPRESS", gpt2, empty, {"method": "int8"}, tmp_path / "o")
+    _run(JobKind.COMPRESS, gpt2, empty, {"method": "int8"}, tmp_path / "o")
     with pytest.raises(OSError, match="model.safetensors"):
         AutoModelForCausalLM.from_pretrained(
             str(tmp_path / "o" / "model"), use_safetensors=True, local_files_only=True
@@ -109,7 +118,7 @@ def test_plain_from_pretrained_cannot_misread_int8(gpt2: Path, empty: Path, tmp_
 
 def test_prune_then_int8_keeps_zeros(gpt2: Path, empty: Path, tmp_path: Path) -> None:
     params = {"method": "prune+int8", "sparsity": 0.5}
-    result = run_job("COMPRESS", gpt2, empty, params, tmp_path / "o")
+    result = _run(JobKind.COMPRESS, gpt2, empty, params, tmp_path / "o")
     assert "perplexity_before" not in result.metrics  # empty input: no evaluation
     model = safety.load_causal_lm(tmp_path / "o" / "model")
     assert sparsity(prunable_weights(model)) == pytest.approx(0.5, abs=1e-4)
@@ -118,7 +127,7 @@ def test_prune_then_int8_keeps_zeros(gpt2: Path, empty: Path, tmp_path: Path) ->
 def test_int8_with_both_weight_files_is_refused(gpt2: Path, empty: Path, tmp_path: Path) -> None:
     import shutil
 
-    run_job("COMPRESS", gpt2, empty, {"method": "int8"}, tmp_path / "o")
+    _run(JobKind.COMPRESS, gpt2, empty, {"method": "int8"}, tmp_path / "o")
     shutil.copyfile(gpt2 / "model.safetensors", tmp_path / "o" / "model" / "model.safetensors")
     with pytest.raises(ModelError, match="holds both"):
         safety.load_causal_lm(tmp_path / "o" / "model")
@@ -129,7 +138,7 @@ def test_classifier_compress_reports_accuracy(tmp_path: Path) -> None:
     rows = [{"text": "great, lovely", "label": "positive"}, {"text": "awful", "label": "negative"}]
     data.write_text("\n".join(json.dumps(r) for r in rows))
     model = demo.cached_model("tiny-classifier")
-    metrics = run_job("COMPRESS", model, data, {"method": "int8"}, tmp_path / "o").metrics
+    metrics = _run(JobKind.COMPRESS, model, data, {"method": "int8"}, tmp_path / "o").metrics
     assert {"accuracy_before", "accuracy_after", "accuracy_delta"} <= set(metrics)
     assert metrics["size_after"] < metrics["size_before"] * 0.7  # half of MiniLM is embeddings
     classifier = safety.load_sequence_classifier(tmp_path / "o" / "model")
@@ -140,12 +149,12 @@ def test_smollm2_int8_round_trip_chats(tmp_path: Path) -> None:
     smollm2 = demo.cached_model("smollm2")
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    result = run_job("COMPRESS", smollm2, empty, {"method": "int8"}, tmp_path / "q")
+    result = _run(JobKind.COMPRESS, smollm2, empty, {"method": "int8"}, tmp_path / "q")
     assert result.metrics["size_ratio"] < 0.65  # bf16 linears → int8 (+ scales); embeddings kept
     chat = tmp_path / "chat.json"
     chat.write_text(
         json.dumps({"messages": [{"role": "user", "content": "What is the capital of France?"}]})
     )
     params = {"task": "chat", "max_new_tokens": 12}
-    run_job("INFER", tmp_path / "q" / "model", chat, params, tmp_path / "answer")
+    _run(JobKind.INFER, tmp_path / "q" / "model", chat, params, tmp_path / "answer")
     assert "Paris" in json.loads((tmp_path / "answer" / "result.json").read_text())["text"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,18 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANCHORML_TORCH_THREADS", "1")
 
-from node.executors import run_job  # noqa: E402
-from node.executors.errors import InvalidJobInputError  # noqa: E402
+from node.executors import ExecutorResult, run_job  # noqa: E402
 from node.executors.finetune import ADAPTER_BASE  # noqa: E402
+from registry.jobs import InvalidJobInputError, JobKind, parse_params  # noqa: E402
 from registry.model import demo, safety  # noqa: E402
+
+
+def _run(
+    kind: JobKind, model: Path, data: Path, params: str | Mapping[str, object], out: Path
+) -> ExecutorResult:
+    """Parse ``params`` as the worker does, then run the executor."""
+    return run_job(kind, model, data, parse_params(kind, params), out)
+
 
 POSITIVE = [
     "I loved this film, it was wonderful.",
@@ -63,12 +72,12 @@ def arithmetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def accuracy(model_dir: Path, data: Path, out: Path) -> float:
-    return float(run_job("EVAL", model_dir, data, {}, out).metrics["accuracy"])
+    return float(_run(JobKind.EVAL, model_dir, data, {}, out).metrics["accuracy"])
 
 
 def test_full_finetune_classifier(classifier: Path, sentiment: Path, tmp_path: Path) -> None:
     params = {"method": "full", "steps": 6, "lr": 1e-4, "batch_size": 6}
-    result = run_job("FINETUNE", classifier, sentiment, params, tmp_path / "ft")
+    result = _run(JobKind.FINETUNE, classifier, sentiment, params, tmp_path / "ft")
     metrics = result.metrics
     assert metrics["task"] == "classification"
     assert metrics["trainable_parameters"] == metrics["parameters"]
@@ -79,7 +88,7 @@ def test_full_finetune_classifier(classifier: Path, sentiment: Path, tmp_path: P
 
 def test_lora_adapter_kept(classifier: Path, sentiment: Path, tmp_path: Path) -> None:
     params = {"method": "lora", "steps": 8, "lr": 5e-3, "batch_size": 6, "lora": {"r": 4}}
-    result = run_job("FINETUNE", classifier, sentiment, params, tmp_path / "ft")
+    result = _run(JobKind.FINETUNE, classifier, sentiment, params, tmp_path / "ft")
     adapter = tmp_path / "ft" / "model"
     assert {"model/adapter_config.json", "model/adapter_model.safetensors"} <= set(result.files)
     assert "model/config.json" not in result.files
@@ -102,7 +111,7 @@ def test_lora_adapter_kept(classifier: Path, sentiment: Path, tmp_path: Path) ->
 
 def test_lora_merged_is_a_full_model(gpt2: Path, arithmetic: Path, tmp_path: Path) -> None:
     params = {"steps": 15, "lr": 1e-2, "lora": {"r": 4, "merge": True}}
-    result = run_job("FINETUNE", gpt2, arithmetic, params, tmp_path / "ft")
+    result = _run(JobKind.FINETUNE, gpt2, arithmetic, params, tmp_path / "ft")
     assert result.metrics["task"] == "causal_lm"
     assert "model/adapter_config.json" not in result.files
     merged = safety.load_causal_lm(tmp_path / "ft" / "model")
@@ -113,8 +122,8 @@ def test_lora_merged_is_a_full_model(gpt2: Path, arithmetic: Path, tmp_path: Pat
 
 def test_finetune_is_deterministic(gpt2: Path, arithmetic: Path, tmp_path: Path) -> None:
     params = {"method": "full", "steps": 3, "lr": 1e-3, "seed": 5}
-    run_job("FINETUNE", gpt2, arithmetic, params, tmp_path / "a")
-    run_job("FINETUNE", gpt2, arithmetic, params, tmp_path / "b")
+    _run(JobKind.FINETUNE, gpt2, arithmetic, params, tmp_path / "a")
+    _run(JobKind.FINETUNE, gpt2, arithmetic, params, tmp_path / "b")
     for name in ("model/model.safetensors", "result.json", "model/config.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
@@ -122,7 +131,7 @@ def test_finetune_is_deterministic(gpt2: Path, arithmetic: Path, tmp_path: Path)
 def test_encoder_becomes_classifier_with_labels(sentiment: Path, tmp_path: Path) -> None:
     minilm = demo.cached_model("minilm")
     params = {"labels": ["negative", "positive"], "steps": 2, "lr": 5e-3, "lora": {"merge": True}}
-    result = run_job("FINETUNE", minilm, sentiment, params, tmp_path / "ft")
+    result = _run(JobKind.FINETUNE, minilm, sentiment, params, tmp_path / "ft")
     assert result.metrics["task"] == "classification"
     config = json.loads((tmp_path / "ft" / "model" / "config.json").read_text())
     assert config["architectures"] == ["BertForSequenceClassification"]
@@ -131,13 +140,13 @@ def test_encoder_becomes_classifier_with_labels(sentiment: Path, tmp_path: Path)
 
 def test_encoder_without_labels_refused(sentiment: Path, tmp_path: Path) -> None:
     with pytest.raises(InvalidJobInputError, match="give labels"):
-        run_job("FINETUNE", demo.cached_model("minilm"), sentiment, {}, tmp_path / "o")
+        _run(JobKind.FINETUNE, demo.cached_model("minilm"), sentiment, {}, tmp_path / "o")
 
 
 def test_prompt_tokens_are_not_learned(gpt2: Path) -> None:
     from node.executors.finetune import _encode_causal
-    from node.executors.params import FinetuneParams
     from node.executors.training import IGNORE_INDEX
+    from registry.jobs import FinetuneParams
 
     tokenizer = safety.load_tokenizer(gpt2)
     rows = [{"prompt": "ab", "completion": "cd"}, {"text": "xyz"}]
@@ -151,4 +160,4 @@ def test_rows_without_target_refused(gpt2: Path, tmp_path: Path) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"prompt": "x" * 40, "completion": "y"}))
     with pytest.raises(InvalidJobInputError, match="input row 1: nothing to learn"):
-        run_job("FINETUNE", gpt2, data, {"max_length": 16}, tmp_path / "o")
+        _run(JobKind.FINETUNE, gpt2, data, {"max_length": 16}, tmp_path / "o")

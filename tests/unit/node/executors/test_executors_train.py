@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,18 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANCHORML_TORCH_THREADS", "1")  # 2 shared cores: avoid oversubscription
 
-from node.executors import run_job  # noqa: E402
-from node.executors.errors import InvalidJobInputError  # noqa: E402
+from node.executors import ExecutorResult, run_job  # noqa: E402
 from registry.errors import ModelError  # noqa: E402
+from registry.jobs import InvalidJobInputError, JobKind, parse_params  # noqa: E402
 from registry.model import demo, safety  # noqa: E402
+
+
+def _run(
+    kind: JobKind, model: Path, data: Path, params: str | Mapping[str, object], out: Path
+) -> ExecutorResult:
+    """Parse ``params`` as the worker does, then run the executor."""
+    return run_job(kind, model, data, parse_params(kind, params), out)
+
 
 TRAIN = {"steps": 40, "seq_len": 64, "batch_size": 8, "lr": 3e-3, "seed": 11}
 SENTIMENT = [
@@ -53,7 +62,7 @@ def config_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def trained(config_only: Path, corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("train") / "out"
-    run_job("TRAIN", config_only, corpus, TRAIN, out)
+    _run(JobKind.TRAIN, config_only, corpus, TRAIN, out)
     return out
 
 
@@ -85,23 +94,23 @@ def test_train_writes_loadable_model(trained: Path) -> None:
 def test_train_is_byte_deterministic(
     trained: Path, config_only: Path, corpus: Path, tmp_path: Path
 ) -> None:
-    result = run_job("TRAIN", config_only, corpus, TRAIN, tmp_path / "again")
+    result = _run(JobKind.TRAIN, config_only, corpus, TRAIN, tmp_path / "again")
     assert result.produces_model and result.model_subdir == "model"
     for name in result.files:
         assert sha256(trained / name) == sha256(tmp_path / "again" / name), name
 
 
 def test_train_seed_changes_weights(config_only: Path, corpus: Path, tmp_path: Path) -> None:
-    run_job("TRAIN", config_only, corpus, {**TRAIN, "steps": 2, "seed": 1}, tmp_path / "a")
-    run_job("TRAIN", config_only, corpus, {**TRAIN, "steps": 2, "seed": 2}, tmp_path / "b")
+    _run(JobKind.TRAIN, config_only, corpus, {**TRAIN, "steps": 2, "seed": 1}, tmp_path / "a")
+    _run(JobKind.TRAIN, config_only, corpus, {**TRAIN, "steps": 2, "seed": 2}, tmp_path / "b")
     a, b = (sha256(tmp_path / n / "model" / "model.safetensors") for n in "ab")
     assert a != b
 
 
 def test_eval_perplexity_lower_on_trained_text(trained: Path, corpus: Path, tmp_path: Path) -> None:
     untrained = demo.cached_model("tiny-gpt2")
-    after = run_job("EVAL", trained / "model", corpus, {}, tmp_path / "after").metrics
-    before = run_job("EVAL", untrained, corpus, {}, tmp_path / "before").metrics
+    after = _run(JobKind.EVAL, trained / "model", corpus, {}, tmp_path / "after").metrics
+    before = _run(JobKind.EVAL, untrained, corpus, {}, tmp_path / "before").metrics
     assert math.isfinite(after["perplexity"]) and after["tokens"] > 1000
     assert after["perplexity"] < before["perplexity"] / 3
     assert math.isclose(math.exp(after["loss"]), after["perplexity"], rel_tol=1e-4)
@@ -109,8 +118,8 @@ def test_eval_perplexity_lower_on_trained_text(trained: Path, corpus: Path, tmp_
 
 def test_eval_is_deterministic(trained: Path, corpus: Path, tmp_path: Path) -> None:
     params = {"max_length": 64, "batch_size": 3, "max_tokens": 2000}
-    first = run_job("EVAL", trained / "model", corpus, params, tmp_path / "a")
-    run_job("EVAL", trained / "model", corpus, params, tmp_path / "b")
+    first = _run(JobKind.EVAL, trained / "model", corpus, params, tmp_path / "a")
+    _run(JobKind.EVAL, trained / "model", corpus, params, tmp_path / "b")
     assert first.metrics["tokens"] == 2000 - 2000 // 64 - (1 if 2000 % 64 else 0)
     assert sha256(tmp_path / "a" / "result.json") == sha256(tmp_path / "b" / "result.json")
 
@@ -119,7 +128,7 @@ def test_eval_classifier_accuracy(tmp_path: Path) -> None:
     data = tmp_path / "sent.jsonl"
     data.write_text("\n".join(json.dumps({"text": t, "label": y}) for t, y in SENTIMENT))
     model = demo.cached_model("tiny-classifier")
-    metrics = run_job("EVAL", model, data, {}, tmp_path / "o").metrics
+    metrics = _run(JobKind.EVAL, model, data, {}, tmp_path / "o").metrics
     assert metrics["examples"] == len(SENTIMENT)
     assert metrics["correct"] == round(metrics["accuracy"] * len(SENTIMENT))
     assert math.isfinite(metrics["loss"])
@@ -129,16 +138,16 @@ def test_eval_classifier_unknown_label(tmp_path: Path) -> None:
     data = tmp_path / "sent.jsonl"
     data.write_text(json.dumps({"text": "meh", "label": "neutral"}))
     with pytest.raises(InvalidJobInputError, match="input row 1: label 'neutral' is not one of"):
-        run_job("EVAL", demo.cached_model("tiny-classifier"), data, {}, tmp_path / "o")
+        _run(JobKind.EVAL, demo.cached_model("tiny-classifier"), data, {}, tmp_path / "o")
 
 
 def test_eval_refuses_encoders(tmp_path: Path) -> None:
     data = tmp_path / "t.txt"
     data.write_text("text")
     with pytest.raises(InvalidJobInputError, match="not a model of kind encoder"):
-        run_job("EVAL", demo.cached_model("minilm"), data, {}, tmp_path / "o")
+        _run(JobKind.EVAL, demo.cached_model("minilm"), data, {}, tmp_path / "o")
 
 
 def test_train_refuses_non_causal_config(corpus: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="TRAIN needs a causal LM config"):
-        run_job("TRAIN", demo.cached_model("minilm"), corpus, {"steps": 1}, tmp_path / "o")
+        _run(JobKind.TRAIN, demo.cached_model("minilm"), corpus, {"steps": 1}, tmp_path / "o")

@@ -18,12 +18,13 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from node.executors import InvalidJobParamsError, run_job  # noqa: E402
+from node.executors import run_job  # noqa: E402
 from node.executors.common import THREADS_ENV  # noqa: E402
 from node.models import GenerationDone, GenerationParams  # noqa: E402
 from node.serving import InferenceRuntime, RuntimeConfig  # noqa: E402
 from node.serving.lanes import default_lanes  # noqa: E402
 from registry.clients import ContentRef, VersionRecord  # noqa: E402
+from registry.jobs import InvalidJobParamsError, JobKind, parse_params  # noqa: E402
 from registry.model import demo  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
@@ -79,7 +80,7 @@ def job(model_dir: Path, tmp_path: Path, doc: dict[str, Any], params: dict[str, 
     request = tmp_path / "input.json"
     request.write_text(json.dumps(doc), encoding="utf-8")
     out = tmp_path / "out"
-    run_job("INFER", model_dir, request, params, out)
+    run_job(JobKind.INFER, model_dir, request, parse_params(JobKind.INFER, params), out)
     return json.loads((out / "result.json").read_text(encoding="utf-8"))
 
 
@@ -144,10 +145,4 @@ def test_stop_strings_cut_a_job_where_they_cut_a_served_request(
 @pytest.mark.parametrize("stop", [[""], ["a", "b", "c", "d", "e"], ["x" * 257], "6"])
 def test_bad_stop_strings_are_refused(stop: object, tmp_path: Path) -> None:
     with pytest.raises(InvalidJobParamsError, match="stop"):
-        run_job(
-            "INFER",
-            tmp_path,
-            tmp_path / "input.json",
-            {"task": "generate", "stop": stop},
-            tmp_path / "out",
-        )
+        parse_params(JobKind.INFER, {"task": "generate", "stop": stop})

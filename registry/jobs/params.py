@@ -1,16 +1,32 @@
-"""Validated job parameters, one schema per job kind (INFER has one per task).
+"""Job params: one schema per job kind (INFER has one per task), and their parsing.
 
 Every schema forbids unknown fields and bounds what would let one job hog a worker
 (``max_new_tokens``, steps, batch sizes, sequence lengths). The JSON a job carries on chain (by
-hash) is validated by :func:`node.executors.run_job` against :data:`PARAMS`.
+hash) is parsed once by :func:`parse_params` — by the requester before anything is posted, and
+by the worker before it claims; the worker hands the parsed object to the executor.
+
+An INFER job may leave ``task`` out when the model's manifest decides it (:func:`default_task`).
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from registry.jobs.errors import InvalidJobParamsError
+from registry.jobs.kinds import JobKind
 
 MAX_NEW_TOKENS_CAP = 1024
 MAX_STEPS = 10_000
@@ -173,10 +189,108 @@ class CompressParams(_Params):
         return self
 
 
-PARAMS: dict[str, TypeAdapter[Any]] = {
-    "INFER": TypeAdapter(InferParams),
-    "TRAIN": TypeAdapter(TrainParams),
-    "FINETUNE": TypeAdapter(FinetuneParams),
-    "EVAL": TypeAdapter(EvalParams),
-    "COMPRESS": TypeAdapter(CompressParams),
+JobParams = (
+    ChatParams
+    | GenerateParams
+    | EmbedParams
+    | ClassifyParams
+    | TrainParams
+    | FinetuneParams
+    | EvalParams
+    | CompressParams
+)
+"""The parsed params of any job."""
+
+#: The params classes of each kind.
+PARAM_TYPES: dict[JobKind, tuple[type[BaseModel], ...]] = {
+    JobKind.INFER: (ChatParams, GenerateParams, EmbedParams, ClassifyParams),
+    JobKind.TRAIN: (TrainParams,),
+    JobKind.FINETUNE: (FinetuneParams,),
+    JobKind.EVAL: (EvalParams,),
+    JobKind.COMPRESS: (CompressParams,),
 }
+
+PARAMS: dict[JobKind, TypeAdapter[Any]] = {
+    JobKind.INFER: TypeAdapter(InferParams),
+    JobKind.TRAIN: TypeAdapter(TrainParams),
+    JobKind.FINETUNE: TypeAdapter(FinetuneParams),
+    JobKind.EVAL: TypeAdapter(EvalParams),
+    JobKind.COMPRESS: TypeAdapter(CompressParams),
+}
+
+
+def parse_params(kind: JobKind | str, params: str | bytes | Mapping[str, Any]) -> JobParams:
+    """Validate ``params`` (JSON text or a decoded mapping) for ``kind``; return the params model.
+
+    Raises:
+        InvalidJobKindError: ``kind`` names no kind.
+        InvalidJobParamsError: malformed JSON or a schema violation (the pydantic error list is
+            in ``errors``; the message names the first field).
+    """
+    kind = JobKind.parse(kind)
+    adapter = PARAMS[kind]
+    try:
+        if isinstance(params, str | bytes):
+            parsed: JobParams = adapter.validate_json(params)
+        else:
+            parsed = adapter.validate_python(dict(params))
+    except ValidationError as exc:
+        errors = json.loads(exc.json(include_url=False, include_input=False))
+        first = errors[0] if errors else {}
+        where = ".".join(str(part) for part in first.get("loc", ())) or "params"
+        raise InvalidJobParamsError(
+            f"invalid {kind.name} params: {where}: {first.get('msg', 'invalid')}", errors
+        ) from None
+    return parsed
+
+
+def check_kind(kind: JobKind, params: JobParams) -> None:
+    """Refuse params parsed for another kind than ``kind``.
+
+    Raises:
+        InvalidJobParamsError: ``params`` are not ``kind``'s.
+    """
+    if not isinstance(params, PARAM_TYPES[kind]):
+        raise InvalidJobParamsError(f"{type(params).__name__} are not {kind.name} params")
+
+
+# --- INFER task from the model ---------------------------------------------------------------
+
+INFER_TASKS = ("chat", "generate", "embed", "classify")
+#: The input field each INFER task reads.
+TASK_INPUT = {"chat": "messages", "generate": "prompt", "embed": "texts", "classify": "texts"}
+#: INFER tasks a model can do, by its manifest's task (Hugging Face pipeline names).
+TASKS_OF_MODEL: dict[str, tuple[str, ...]] = {
+    "feature-extraction": ("embed",),
+    "text-classification": ("classify",),
+    "text-generation": ("chat", "generate"),
+}
+
+
+def default_task(model_task: str, doc: Any, model: str = "the model") -> str:
+    """The INFER task for a job that names none: the only one the model's manifest allows, or,
+    for a text-generation model, the one whose input field the input document holds.
+
+    Args:
+        model_task: the ``task`` of the model version's ``anchorml.json``.
+        doc: the decoded input document.
+        model: how to name the model in the error.
+
+    Raises:
+        InvalidJobParamsError: the task is ambiguous or the model does none.
+    """
+    candidates = TASKS_OF_MODEL.get(model_task, ())
+    if len(candidates) > 1 and isinstance(doc, dict):
+        fitting = [task for task in candidates if TASK_INPUT[task] in doc]
+        candidates = tuple(fitting) if len(fitting) == 1 else candidates
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        shapes = " or ".join(f"{t} (input with {TASK_INPUT[t]!r})" for t in candidates)
+        why = f"{model} is {model_task}, which fits {shapes}"
+    else:
+        why = f"{model} is {model_task!r}, which no INFER task runs"
+    raise InvalidJobParamsError(
+        f"INFER params need a 'task' ({', '.join(INFER_TASKS)}): {why}",
+        [{"loc": ["task"], "msg": "Field required", "type": "missing"}],
+    )
