@@ -219,15 +219,10 @@ def _job_generation(params: GenerationParams, task: str) -> dict[str, Any]:
         "temperature": params.temperature,
         "top_p": params.top_p,
         "seed": params.seed or 0,
+        "stop": list(params.stop),
     }
     parse_params(JobKind.INFER, job)
     return job
-
-
-def _apply_stops(text: str, stops: tuple[str, ...], finish: str) -> tuple[str, str]:
-    """Cut an on-chain result at the first stop string (the executor has no stop strings)."""
-    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return (text[: min(hits)], "stop") if hits else (text, finish)
 
 
 _SHAPES: dict[str, Callable[..., dict[str, Any]]] = {
@@ -239,14 +234,15 @@ _SHAPES: dict[str, Callable[..., dict[str, Any]]] = {
 async def _generate_on_chain(
     gateway: Gateway, call: Call, job_input: dict[str, Any], task: str, options: OnchainOptions
 ) -> Response:
-    """Run a generation as an on-chain job and answer in the endpoint's shape, stop strings
-    applied, with the job's receipt under ``anchorml``."""
+    """Run a generation as an on-chain job (stop strings in its params: the executor decodes with
+    the serving loop) and answer in the endpoint's shape, with the job's receipt under
+    ``anchorml``."""
     params, target = call.params, call.target
     assert params is not None  # generation calls carry their checked parameters
     job = _job_generation(params, task)
     gateway.metrics.inference.labels(path="onchain").inc()
     result, receipt = await gateway.onchain.run(target, job_input, job, options)
-    text, finish = _apply_stops(str(result["text"]), params.stop, str(result["finish_reason"]))
+    text, finish = str(result["text"]), str(result["finish_reason"])
     used = result.get("usage", {})
     answer = _SHAPES[call.endpoint](
         target.pinned_ref, text, finish, int(used.get("prompt_tokens", 0)),

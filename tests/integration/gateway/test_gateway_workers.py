@@ -174,3 +174,26 @@ def test_a_stream_cut_at_the_gateway_stops_the_worker(gateway_net: GatewayNet, u
         assert time.monotonic() < deadline, "the worker kept generating after the client left"
         time.sleep(0.2)
     assert _metric(text, "anchorml_generated_tokens_total") - before < 200
+
+
+def test_onchain_sampled_completion_with_stop_matches_direct(url: str) -> None:
+    """One decode loop: a seeded, sampled request with a stop string gives the same text, finish
+    reason and token counts as a direct request and as an on-chain job (the job stops where the
+    request stops, so its completion tokens are the request's, not max_tokens)."""
+    body = {
+        "model": CHAT,
+        "prompt": "1, 2, 3, 4,",
+        "max_tokens": 12,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "seed": 11,
+        "stop": ["6"],
+    }
+    direct = httpx.post(f"{url}/v1/completions", json=body, timeout=120).json()
+    onchain = httpx.post(
+        f"{url}/v1/completions", json={**body, "anchorml": {"mode": "onchain"}}, timeout=600
+    ).json()
+    assert onchain["anchorml"]["job_id"] > 0
+    assert onchain["choices"][0]["text"] == direct["choices"][0]["text"]
+    assert onchain["choices"][0]["finish_reason"] == direct["choices"][0]["finish_reason"]
+    assert onchain["usage"] == direct["usage"]
