@@ -26,7 +26,7 @@ from api.gateway.app import create_app
 from api.gateway.config import GatewayConfig
 from registry.auth import mint_token
 from registry.clients import Access
-from registry.model import demo
+from registry.dev import demo
 from registry.model.package import push
 from registry.sdk import Anchorml
 

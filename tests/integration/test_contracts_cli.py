@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chainfix import Anvil, free_port
 from devnet import KEYS
 
 from registry.chain import artifacts
+from registry.dev.anvil import Anvil
+from registry.dev.procs import free_port
 
 pytestmark = pytest.mark.integration
 ANCHORML = Path(sys.executable).with_name("anchorml")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from devnet import ANCHORML, OWNER, REQUESTER, Devnet
 
-from registry.model import demo
+from registry.dev import demo
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chainfix import Anvil
 from devnet import NODE_KEYS, OWNER, REQUESTER, Devnet
 from eth_account import Account
 from faultproxy import FaultProxy
@@ -24,9 +23,10 @@ from registry.chain import revert_errors as rv
 from registry.chain.connection import connect, dev_keys
 from registry.chain.tx import Wallet
 from registry.clients import JobKind, JobStatus, ModelRegistryClient
+from registry.dev import demo
+from registry.dev.anvil import Anvil
 from registry.errors import TransactionError
 from registry.jobio import submit, wait_settled
-from registry.model import demo
 from registry.model.package import push
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from devnet import NODE_KEYS, OWNER, REQUESTER, Devnet
 from registry.clients import Access, JobKind, JobStatus
 from registry.clients.jobs import Output
 from registry.clients.models import version_id
+from registry.dev import demo
 from registry.jobio import fetch_result, submit, wait_settled
-from registry.model import demo
 from registry.model.manifest import Manifest
 from registry.model.package import push
 

@@ -15,8 +15,8 @@ import pytest
 from devnet import NODE_KEYS, OWNER, REQUESTER, Devnet
 
 from registry.clients import Access, JobKind, JobStatus
+from registry.dev import demo
 from registry.jobio import Submitted, fetch_result, submit, wait_settled
-from registry.model import demo
 from registry.model.package import push
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from chainfix import free_port
 from devnet import KEYS, USER
 
 from registry.chain import artifacts
-from registry.model import demo
+from registry.dev import demo
+from registry.dev.procs import free_port
 
 pytestmark = pytest.mark.integration
 ANCHORML = Path(sys.executable).with_name("anchorml")

@@ -14,7 +14,8 @@ os.environ.setdefault("ANCHORML_TORCH_THREADS", "1")
 from node.executors import run_job  # noqa: E402
 from node.executors.errors import InvalidJobInputError  # noqa: E402
 from node.executors.finetune import ADAPTER_BASE  # noqa: E402
-from registry.model import demo, safety  # noqa: E402
+from registry.dev import demo  # noqa: E402
+from registry.model import safety  # noqa: E402
 
 POSITIVE = [
     "I loved this film, it was wonderful.",

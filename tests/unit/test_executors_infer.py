@@ -20,7 +20,7 @@ os.environ.setdefault("ANCHORML_TORCH_THREADS", "1")  # 2 shared cores: avoid ov
 
 from node.executors import run_job  # noqa: E402
 from node.executors.errors import InvalidJobInputError  # noqa: E402
-from registry.model import demo  # noqa: E402
+from registry.dev import demo  # noqa: E402
 
 CHAT = {"messages": [{"role": "user", "content": "What is the capital of France?"}]}
 TEXTS = [

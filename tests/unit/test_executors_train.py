@@ -15,8 +15,9 @@ os.environ.setdefault("ANCHORML_TORCH_THREADS", "1")  # 2 shared cores: avoid ov
 
 from node.executors import run_job  # noqa: E402
 from node.executors.errors import InvalidJobInputError  # noqa: E402
+from registry.dev import demo  # noqa: E402
 from registry.errors import ModelError  # noqa: E402
-from registry.model import demo, safety  # noqa: E402
+from registry.model import safety  # noqa: E402
 
 TRAIN = {"steps": 40, "seq_len": 64, "batch_size": 8, "lr": 3e-3, "seed": 11}
 SENTIMENT = [
