@@ -98,11 +98,17 @@ def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 def stop(
     procs: Sequence[subprocess.Popen[bytes]], sig: int = signal.SIGTERM, timeout: float = 30.0
 ) -> list[subprocess.Popen[bytes]]:
-    """Send ``sig`` to every child's process group, wait up to ``timeout`` seconds in all, then
-    SIGKILL the groups that are still there. Returns the children that had to be killed."""
+    """Send ``sig`` to every child, wait up to ``timeout`` seconds in all until each child and
+    whatever it started in its process group has exited, then SIGKILL the groups still there.
+    Returns the children whose groups had to be killed.
+
+    The signal goes to the child alone, not its group: a launcher forwards it (npm's anvil
+    script to the anvil binary, which then writes its state file) and may exit first, so the
+    group is waited for before anything is killed.
+    """
     for proc in procs:
         if proc.poll() is None:
-            signal_group(proc, sig)
+            proc.send_signal(sig)
     deadline = time.monotonic() + timeout
     killed = []
     for proc in procs:
@@ -110,10 +116,40 @@ def stop(
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             killed.append(proc)
-        signal_group(proc, signal.SIGKILL)  # the child's own children, if it left any
+        while group_members(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if group_members(proc.pid):  # (an empty group's id may belong to another one by now)
+            if proc not in killed:
+                killed.append(proc)
+            signal_group(proc, signal.SIGKILL)
+        elif proc in killed:
+            proc.kill()
     for proc in killed:
         proc.wait()
     return killed
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in process group ``pgid`` (Linux ``/proc``; elsewhere, the
+    group's leader if it is alive)."""
+    if not os.path.isdir("/proc/self"):
+        try:
+            os.killpg(pgid, 0)
+        except OSError:
+            return []
+        return [pgid]
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry))
+    return members
 
 
 def free_port(host: str = "127.0.0.1") -> int:
