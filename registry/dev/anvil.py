@@ -6,6 +6,7 @@ It starts in a process group of its own and dies with the process that started i
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import tempfile
@@ -54,6 +55,7 @@ class Anvil:
         self.start_timeout = start_timeout
         self.url = ""
         self.proc: subprocess.Popen[bytes] | None = None
+        self._temp_log: Path | None = None
 
     def start(self) -> str:
         """Start anvil and return its URL once it answers JSON-RPC.
@@ -63,7 +65,12 @@ class Anvil:
         """
         if not self.binary.exists():
             raise AnvilError(f"anvil not found at {self.binary}: run `make npm` (or `npm ci`)")
-        log = self.log or Path(tempfile.mkstemp(prefix="anvil-", suffix=".log")[1])
+        if self.log is None and self._temp_log is None:
+            fd, name = tempfile.mkstemp(prefix="anvil-", suffix=".log")
+            os.close(fd)
+            self._temp_log = Path(name)
+        log = self.log or self._temp_log
+        assert log is not None
         tries = 3 if self.port == 0 else 1  # another process may take a free port before anvil
         for _ in range(tries):
             port = self.port or procs.free_port(self.host)
@@ -74,8 +81,10 @@ class Anvil:
             self.url = f"http://{self.host}:{port}"
             if self._wait_ready():
                 return self.url
-            self.stop()
+            procs.stop([self.proc], signal.SIGTERM, 5.0)
+            self.proc = None
         detail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        self.stop()  # (the temporary log)
         raise AnvilError(f"anvil did not answer eth_chainId on {self.url}: {detail or 'no output'}")
 
     def _wait_ready(self) -> bool:
@@ -97,9 +106,11 @@ class Anvil:
         """SIGTERM anvil (it writes its state file), SIGKILL it if it lingers; return whether
         it had to be killed."""
         proc, self.proc = self.proc, None
-        if proc is None:
-            return False
-        return bool(procs.stop([proc], signal.SIGTERM, timeout))
+        killed = proc is not None and bool(procs.stop([proc], signal.SIGTERM, timeout))
+        if self._temp_log is not None:
+            self._temp_log.unlink(missing_ok=True)
+            self._temp_log = None
+        return killed
 
     def __enter__(self) -> Anvil:
         self.start()
