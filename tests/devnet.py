@@ -83,6 +83,10 @@ class Devnet(devnet.Devnet):
         """
         return self.supervisor.start_worker(name, key_index, serves, **config)
 
+    def forget_node(self, proc: subprocess.Popen[bytes]) -> None:
+        """Stop tracking a node that exited (its exit code is not reported by stop_nodes)."""
+        self.supervisor.children = [(n, p) for n, p in self.supervisor.children if p is not proc]
+
     def node_log(self, name: str) -> str:
         """What node ``name`` logged so far."""
         return self.supervisor.log(name)
