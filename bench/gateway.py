@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+if not __package__:  # run as a file, bench/node.py would stand in for the `node` package
+    sys.exit(f"run it from the repository root as a module: python -m bench.{Path(__file__).stem}")
 ROOT = Path(__file__).resolve().parents[1]  # children import bench.* from here
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

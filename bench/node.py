@@ -47,6 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+if not __package__:  # run as a file, bench/node.py would stand in for the `node` package
+    sys.exit(f"run it from the repository root as a module: python -m bench.{Path(__file__).stem}")
+
 # =============================================================================================
 # Part (a): chain overhead
 # =============================================================================================
