@@ -68,11 +68,11 @@ slither: env npm
 	$(BIN)/pytest tests/unit/contracts/test_slither.py -q
 
 bench: env npm
-	$(PY) bench/gas.py
-	$(PY) bench/chain.py
-	$(PY) bench/store.py
-	$(PY) bench/node.py
-	$(PY) bench/gateway.py
+	$(PY) -m bench.gas
+	$(PY) -m bench.chain
+	$(PY) -m bench.store
+	$(PY) -m bench.node
+	$(PY) -m bench.gateway
 
 clean:
 	rm -rf .venv node_modules .mypy_cache .ruff_cache .pytest_cache

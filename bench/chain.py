@@ -1,7 +1,7 @@
 """Benchmark the chains a devnet runs on: the embedded eth-tester behind
-``registry.chain.devserver``, against anvil as the peer, through the same web3 client.
+``registry.dev.devserver``, against anvil as the peer, through the same web3 client.
 
-For each backend (``tests/support/devnet.py``: the chain, its 1 s heartbeat and the contracts):
+For each backend (``registry.dev.devnet``: the chain, its 1 s heartbeat and the contracts):
 
 1. **call latency**: the median of ``--calls`` ``eth_blockNumber`` calls and of as many
    one-block ``eth_getLogs`` calls over the contracts (what a node's listener and the gateway's
@@ -10,21 +10,17 @@ For each backend (``tests/support/devnet.py``: the chain, its 1 s heartbeat and 
    (receipt polled every 10 ms) before the next, as one account sending one job's transactions
    does.
 
-Usage: ``.venv/bin/python bench/chain.py [--calls 50] [--txs 40]``
+Usage: ``.venv/bin/python -m bench.chain [--calls 50] [--txs 40]``
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 
 def _median_ms(fn: Any, count: int) -> float:
@@ -40,9 +36,9 @@ def measure(backend: str, calls: int, txs: int) -> dict[str, float]:
     """Call latencies (ms) and sequential transactions per second on a fresh ``backend``."""
     from eth_account import Account
 
-    from support.devnet import KEYS, OWNER, Devnet
+    from registry.dev.devnet import KEYS, OWNER, Devnet
 
-    with tempfile.TemporaryDirectory() as tmp, Devnet(Path(tmp), backend=backend) as net:
+    with tempfile.TemporaryDirectory() as tmp, Devnet(Path(tmp), backend) as net:
         sdk = net.sdk(OWNER)
         w3 = sdk.chain.w3
         contracts = [client.contract.address for client in (sdk.models, sdk.nodes, sdk.jobs)]

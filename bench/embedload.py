@@ -42,7 +42,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]  # children run here, to import bench.*
 DIM = 384
 SENTENCES = (
     "The registry anchors the model's content identifier and manifest hash on chain.",
@@ -226,14 +226,14 @@ def naive_app(model_dir: Path) -> Any:
 def start_naive(model_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     """Run :func:`naive_app` on uvicorn in a child process."""
     code = (
-        "import sys, uvicorn; sys.path.insert(0, sys.argv[3]); "
+        "import sys, uvicorn; "
         "from bench.embedload import naive_app; from pathlib import Path; "
         "uvicorn.run(naive_app(Path(sys.argv[1])), host='127.0.0.1', port=int(sys.argv[2]), "
         "log_level='warning')"
     )
     return subprocess.Popen(
-        [sys.executable, "-c", code, str(model_dir), str(port), str(ROOT)],
-        stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        [sys.executable, "-c", code, str(model_dir), str(port)],
+        stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
     )  # fmt: skip
 
 
@@ -284,12 +284,12 @@ def in_child(function: str, *args: Any) -> Any:
     ``args`` must be JSON-serialisable (paths as strings). The child's stderr passes through.
     """
     code = (
-        "import json, sys; sys.path[:0] = [sys.argv[1]]; from bench import embedload; "
-        "print(json.dumps(getattr(embedload, sys.argv[2])(*json.loads(sys.argv[3]))))"
+        "import json, sys; from bench import embedload; "
+        "print(json.dumps(getattr(embedload, sys.argv[1])(*json.loads(sys.argv[2]))))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, str(ROOT), function, json.dumps(args)],
-        stdout=subprocess.PIPE, text=True, check=True,
+        [sys.executable, "-c", code, function, json.dumps(args)],
+        stdout=subprocess.PIPE, text=True, check=True, cwd=ROOT,
     )  # fmt: skip
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -437,20 +437,21 @@ def worker_comparison(
     import shutil
     import tempfile
 
-    sys.path[:0] = [str(ROOT / "tests")]
-    from registry.model import demo
+    from api.up import Supervisor
+    from registry.dev import demo
+    from registry.dev.devnet import OWNER, WORKER_KEYS, Devnet
+    from registry.dev.procs import free_port, wait_http
     from registry.model.package import push
-    from support.devnet import NODE_KEYS, OWNER, Devnet
-    from support.gateway import free_port, wait_http
 
     root = Path(tempfile.mkdtemp(prefix="anchorml-bench-node-b-"))
     try:
         with Devnet(root) as net:
             source = Path(shutil.copytree(demo.cached_model("minilm"), root / "minilm"))
             push(net.sdk(OWNER), source, "minilm", "v1", license="Apache-2.0")
-            net.start_node("bench-b", NODE_KEYS[0], ["minilm@v1"], kinds='["INFER"]')
-            net.wait_log("bench-b", "node bench-b up", timeout=300)
-            endpoint = net.sdk(None).nodes.get_node(net.address(NODE_KEYS[0])).endpoint
+            workers = Supervisor(net)
+            workers.start_worker("bench-b", WORKER_KEYS[0], ["minilm@v1"], kinds='["INFER"]')
+            workers.wait_log("bench-b", "node bench-b up", timeout=300)
+            endpoint = net.sdk(None).nodes.get_node(net.address(WORKER_KEYS[0])).endpoint
             port = free_port()
             naive = start_naive(demo.cached_model("minilm"), port, root / "naive.log")
             try:
@@ -468,6 +469,7 @@ def worker_comparison(
             finally:
                 naive.terminate()
                 naive.wait(timeout=30)
+                workers.stop()
         return (
             f"### Part (b): dynamic batching through the worker endpoint (MiniLM-L6, "
             f"{concurrency} concurrent clients, one text per request)\n\n"

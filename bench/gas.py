@@ -1,6 +1,6 @@
 """Gas used by every user-facing contract operation, measured on a fresh anvil.
 
-1. Start anvil on a free 127.0.0.1 port (``tests/support/chain.py``) and deploy the contracts with
+1. Start anvil on a free 127.0.0.1 port (``registry.dev.anvil``) and deploy the contracts with
    the default parameters.
 2. Run each operation once through the SDK clients, in an order that gives each its usual
    state (a first version before one with a parent, a reveal that is not the last before one
@@ -12,7 +12,7 @@
 4. Print a markdown table (or JSON with ``--json``), check the goals and exit 1 if one fails:
    registering a version (with or without parent) <= 150k gas, the k = 1 lifecycle <= 300k.
 
-Usage: ``.venv/bin/python bench/gas.py [--json]``
+Usage: ``.venv/bin/python -m bench.gas [--json]``
 """
 
 from __future__ import annotations
@@ -22,17 +22,13 @@ import hashlib
 import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from eth_account import Account
 
-from eth_account import Account  # noqa: E402
-
-from registry.chain.connection import Chain, connect, dev_keys  # noqa: E402
-from registry.chain.deployment import DeployParams, deploy  # noqa: E402
-from registry.chain.tx import Wallet  # noqa: E402
-from registry.clients import (  # noqa: E402
+from registry.chain.connection import Chain, connect, dev_keys
+from registry.chain.deployment import DeployParams, deploy
+from registry.chain.tx import Wallet
+from registry.clients import (
     Access,
     ContentRef,
     JobBoardClient,
@@ -41,10 +37,10 @@ from registry.clients import (  # noqa: E402
     NodeRegistryClient,
     TxResult,
 )
-from registry.clients.jobs import Output  # noqa: E402
-from registry.clients.models import model_id, version_id  # noqa: E402
-from registry.jobs import JobKind  # noqa: E402
-from support.chain import Anvil  # noqa: E402
+from registry.clients.jobs import Output
+from registry.clients.models import model_id, version_id
+from registry.dev.anvil import Anvil
+from registry.jobs import JobKind
 
 REGISTER_VERSION_GOAL = 150_000
 LIFECYCLE_GOAL = 300_000

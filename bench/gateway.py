@@ -18,7 +18,7 @@
 
 Each round waits (at most 3 min) until the machine is ≥ 85 % idle: it may be shared.
 
-Usage: ``.venv/bin/python bench/gateway.py [--requests 1024] [--concurrency 32] [--repeat 5]``
+Usage: ``.venv/bin/python -m bench.gateway [--requests 1024] [--concurrency 32] [--repeat 5]``
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+if not __package__:  # run as a file, bench/node.py would stand in for the `node` package
+    sys.exit(f"run it from the repository root as a module: python -m bench.{Path(__file__).stem}")
+ROOT = Path(__file__).resolve().parents[1]  # children import bench.* from here
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -109,7 +110,7 @@ class RawPeer:
     """
 
     CHILD = (
-        "import json, sys; from pathlib import Path; sys.path[:0] = [sys.argv[1]]; "
+        "import json, sys; from pathlib import Path; "
         "from bench.gateway import RawGeneration; "
         "raw = RawGeneration(Path(sys.argv[2]), int(sys.argv[3])); print('ready', flush=True)\n"
         "for _ in sys.stdin: print(json.dumps(raw.measure()), flush=True)"
@@ -117,8 +118,8 @@ class RawPeer:
 
     def __init__(self, model_dir: Path, max_tokens: int) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", self.CHILD, str(ROOT), str(model_dir), str(max_tokens)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [sys.executable, "-c", self.CHILD, str(model_dir), str(max_tokens)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
         )  # fmt: skip
         if self._line() != "ready":
             raise RuntimeError("the raw generate peer did not start")
@@ -255,33 +256,48 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-embeddings", action="store_true")
     args = parser.parse_args(argv)
 
-    from registry.model import demo
-    from support.gateway import CHAT, MINILM, GatewayNet
+    from api.up import Supervisor
+    from registry.dev.devnet import ADMIN, DEMO_MODELS, Devnet
+    from registry.dev.procs import free_port
 
     with (
         tempfile.TemporaryDirectory(prefix="anchorml-bench-gw-") as tmp,
-        GatewayNet(Path(tmp)) as net,
+        Devnet(Path(tmp)) as net,
     ):
         root = Path(tmp)
-        url = net.serve_gateway(
-            "bench-gateway", rate_limit_per_s="0", batch_size=args.batch_size,
-            batch_wait_ms=args.batch_wait_ms,
-        )  # fmt: skip
-        if not args.skip_embeddings:
-            print(embeddings_comparison(args, url, MINILM, root))
-        if not args.skip_chat:
-            print(f"\n## Chat decode (SmolLM2-135M, {args.max_tokens} tokens max)\n")
-            print(
-                chat_comparison(
-                    url, CHAT, demo.cached_model("smollm2"), args.max_tokens, args.chat_repeat
-                )
+        for model in DEMO_MODELS:
+            net.publish_demo(model)
+        gateways = Supervisor(net)
+        try:
+            url = gateways.start_gateway(
+                ADMIN, "127.0.0.1", free_port(), "bench-gateway", log_level="warning",
+                rate_limit_per_s="0", batch_size=args.batch_size,
+                batch_wait_ms=args.batch_wait_ms,
+            )  # fmt: skip
+            _compare(args, url, root)
+        finally:
+            gateways.stop()
+
+
+def _compare(args: argparse.Namespace, url: str, root: Path) -> None:
+    from registry.dev import demo
+
+    if not args.skip_embeddings:
+        print(embeddings_comparison(args, url, "minilm", root))
+    if not args.skip_chat:
+        print(f"\n## Chat decode (SmolLM2-135M, {args.max_tokens} tokens max)\n")
+        print(
+            chat_comparison(
+                url, "smollm2-chat", demo.cached_model("smollm2"), args.max_tokens,
+                args.chat_repeat,
             )
+        )  # fmt: skip
 
 
 def embeddings_comparison(args: argparse.Namespace, url: str, model: str, root: Path) -> str:
     """Gateway vs naive server vs in-process ceiling, interleaved rounds."""
-    from registry.model import demo
-    from support.gateway import free_port, wait_http
+    from registry.dev import demo
+    from registry.dev.procs import free_port, wait_http
 
     naive_port = free_port()
     naive = embedload.start_naive(demo.cached_model("minilm"), naive_port, root / "naive.log")

@@ -2,7 +2,7 @@
 
 Part (a), chain overhead: trivial INFER jobs through the whole on-chain lifecycle on a real anvil.
     1. For each worker count in ``--workers``, start a fresh anvil on a free 127.0.0.1 port
-       (``tests/support/devnet.py``: anvil + the 1 s heartbeat + the contracts), push tiny-gpt2,
+       (``registry.dev.devnet``: anvil + the 1 s chain heartbeat + the contracts), push tiny-gpt2,
        fund ``--requesters`` fresh accounts. Anvil slows as its chain grows (about 250 tx/s at
        block 700, 100 at block 3,000, 36 at block 7,400 on this machine, with no worker
        running), so each worker count starts from the same chain length.
@@ -27,7 +27,7 @@ Part (a), chain overhead: trivial INFER jobs through the whole on-chain lifecycl
 
 Part (b), dynamic batching through the worker HTTP endpoint: see ``bench/embedload.py``.
 
-Usage: ``.venv/bin/python bench/node.py [--part a|b|all] [--jobs 60] [--workers 1,2] [--repeat 3]``
+Usage: ``.venv/bin/python -m bench.node [--part a|b|all] [--jobs 60] [--workers 1,2] [--repeat 3]``
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+if not __package__:  # run as a file, bench/node.py would stand in for the `node` package
+    sys.exit(f"run it from the repository root as a module: python -m bench.{Path(__file__).stem}")
 
 # =============================================================================================
 # Part (a): chain overhead
@@ -116,7 +116,8 @@ class Run:
 class Bench:
     """Shared state of part (a): the devnet, the requester accounts and the pre-built specs."""
 
-    net: Any
+    net: Any  # registry.dev.devnet.Devnet
+    nodes: Any  # api.up.Supervisor: the worker processes
     requesters: list[Any]  # LocalAccount
     version_id: bytes
     params_hash: bytes
@@ -219,7 +220,7 @@ def _fund(net: Any, accounts: list[Any]) -> None:
     from eth_account import Account
 
     from registry.chain.connection import connect
-    from support.devnet import ADMIN, KEYS
+    from registry.dev.devnet import ADMIN, KEYS
 
     w3 = connect(net.url).w3
     admin = Account.from_key(KEYS[ADMIN])
@@ -369,8 +370,8 @@ def run_batch(bench: Bench, workers: int, jobs: int, timeout: float) -> Run:
     sdk: Anchorml = net.sdk(None)
     w3 = connect(net.url).w3
     start_block = int(w3.eth.block_number)
-    pids = [p.pid for p in net.nodes]
-    anvil_pid = net._anvil._proc.pid  # leader of its own process group
+    pids = [p.pid for _name, p in bench.nodes.children]
+    anvil_pid = net.anvil.proc.pid  # leader of its own process group
     cpu_before = sum(_cpu_seconds(pid) for pid in pids)
     anvil_before = _group_cpu_seconds(anvil_pid)
     with FinalizedWatcher(net.url, sdk.jobs.address, start_block + 1) as watcher:
@@ -408,29 +409,28 @@ def run_batch(bench: Bench, workers: int, jobs: int, timeout: float) -> Run:
 
 
 def _start_workers(bench: Bench, count: int, tag: str, torch_threads: int) -> None:
-    from support.devnet import NODE_KEYS
+    from registry.dev.devnet import WORKER_KEYS
 
-    net = bench.net
     names = [f"{tag}-w{i}" for i in range(count)]
     for i, name in enumerate(names):
-        net.start_node(
+        bench.nodes.start_worker(
             name,
-            NODE_KEYS[i],
+            WORKER_KEYS[i],
             ["tiny-gpt2@v1" if bench.task == "generate" else "minilm@v1"],
             kinds='["INFER"]',
             torch_threads=str(torch_threads),
         )
     for name in names:
-        net.wait_log(name, f"node {name} up", timeout=180)
+        bench.nodes.wait_log(name, f"node {name} up", timeout=180)
 
 
 @contextmanager
 def _devnet(keep: bool) -> Iterator[Any]:
-    from support.devnet import Devnet
+    from registry.dev.devnet import Devnet
 
     root = Path(tempfile.mkdtemp(prefix="anchorml-bench-node-"))
     try:
-        with Devnet(root, backend="anvil") as net:
+        with Devnet(root, "anvil") as net:
             yield net
     finally:
         if keep:
@@ -444,12 +444,13 @@ def part_a(args: argparse.Namespace) -> None:
     from eth_account import Account
     from eth_utils import keccak
 
+    from api.up import Supervisor
     from registry.clients import Access
     from registry.clients.models import version_id
+    from registry.dev import demo
+    from registry.dev.devnet import OWNER
     from registry.jobs import publish_params
-    from registry.model import demo
     from registry.model.package import push
-    from support.devnet import OWNER
 
     model: demo.DemoName = "tiny-gpt2" if args.task == "generate" else "minilm"
     params: dict[str, Any] = {"task": "embed"}
@@ -472,6 +473,7 @@ def part_a(args: argparse.Namespace) -> None:
             _fund(net, requesters)
             bench = Bench(
                 net=net,
+                nodes=Supervisor(net),
                 requesters=requesters,
                 version_id=version_id(model, "v1"),
                 params_hash=publish_params(owner.store, params),
@@ -495,7 +497,7 @@ def part_a(args: argparse.Namespace) -> None:
                     f"{ceiling.tx_per_s:.0f} tx/s; chain at block {height}) {run.note}",
                     file=sys.stderr,
                 )
-            net.stop_nodes()
+            bench.nodes.stop()
     _report_a(args, runs)
 
 

@@ -11,7 +11,7 @@
 4. Print seconds, MB/s and the throughput ratio to openssl, check every mode produced the
    same CID, and delete the temporary directory.
 
-Usage: ``.venv/bin/python bench/store.py [--size-mb 512] [--repeat 3] [--no-daemon]``
+Usage: ``.venv/bin/python -m bench.store [--size-mb 512] [--repeat 3] [--no-daemon]``
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ class Row:
 
 def child(mode: str, path: str, store_dir: str) -> None:
     """Run one mode in this (child) process and print ``{"seconds", "cid"}`` as JSON."""
-    sys.path.insert(0, str(ROOT))
     from registry.store import EmbeddedStore
     from registry.store.builder import HashOnlyBlockSink, build_file_at
 
@@ -122,7 +121,6 @@ def daemon_row(path: Path, repeat: int) -> Row:
     spec.loader.exec_module(helper)
     if not helper.available():
         return Row("js-ipfs daemon add", None, None, note="js-ipfs not installed (make npm)")
-    sys.path.insert(0, str(ROOT))
     from registry.store import KuboStore
 
     with helper.JsIpfsDaemon() as daemon, KuboStore(daemon.url, timeout=600) as store:

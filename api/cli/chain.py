@@ -9,8 +9,8 @@ import typer
 from api.cli.common import err, out
 from registry.chain import deployment as deployment_file
 from registry.chain.connection import dev_keys, embedded_chain
-from registry.chain.devserver import make_server
 from registry.chain.tx import Wallet
+from registry.dev.devserver import make_server
 from registry.errors import ConfigError
 
 app = typer.Typer(help="Run a local chain.", no_args_is_help=True)

@@ -21,15 +21,16 @@ import typer
 from eth_account import Account
 from rich.console import Console
 
-from api.up import ADMIN_KEY as GATEWAY_KEY
-from api.up import OWNER_KEY, USER_KEY
 from registry.auth import mint_token
 from registry.chain.connection import dev_keys
 from registry.clients import Access, JobStatus
 from registry.config import Settings
+from registry.dev import demo as demo_models
+from registry.dev.devnet import ADMIN as GATEWAY_KEY
+from registry.dev.devnet import OWNER as OWNER_KEY
+from registry.dev.devnet import USER as USER_KEY
 from registry.errors import ConfigError
 from registry.jobs import JobKind, fetch_result, submit, wait_settled
-from registry.model import demo as demo_models
 from registry.model.package import push
 from registry.sdk import Anchorml
 
@@ -42,8 +43,8 @@ CORPUS = (
 
 
 def devnet_root(data_dir: Path | None, settings: Settings) -> Path:
-    """The data dir of the devnet to tell the story on: ``--data-dir``, else the folder of the
-    configured deployment (what `anchorml up` exports), else ``$ANCHORML_DATA_DIR/devnet``.
+    """The folder of the devnet to tell the story on: ``--data-dir``, else the folder of the
+    configured deployment, else ``$ANCHORML_DATA_DIR`` (the folder `anchorml up` fills).
 
     Raises:
         ConfigError: none of them holds a deployment.
@@ -51,7 +52,9 @@ def devnet_root(data_dir: Path | None, settings: Settings) -> Path:
     if data_dir is not None:
         tried = [data_dir.expanduser()]
     else:
-        tried = [settings.deployment_path.expanduser().parent, settings.data_dir / "devnet"]
+        tried = [settings.deployment_path.expanduser().parent]
+        if settings.data_dir.expanduser() not in tried:
+            tried.append(settings.data_dir.expanduser())
     for root in tried:
         if (root / "deployment.json").exists():
             return root

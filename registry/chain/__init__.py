@@ -1,2 +1,3 @@
 """Chain access: compiling and loading contract artifacts, connecting, sending transactions,
-decoding reverts, reading events, deploying, and serving the embedded chain over JSON-RPC."""
+decoding reverts, reading events and deploying. Dev chains (the JSON-RPC server of the embedded
+chain, the heartbeat) live in :mod:`registry.dev`."""

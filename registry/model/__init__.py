@@ -1,1 +1,2 @@
-"""Model directories: safe loading (:mod:`registry.model.safety`) and demo models (`demo`)."""
+"""Model directories: packaging and publishing (:mod:`registry.model.package`), manifests and
+safe loading (:mod:`registry.model.safety`). Demo models live in :mod:`registry.dev.demo`."""

@@ -12,20 +12,11 @@ Run as a script to get an anvil for manual work: ``python tests/support/chain.py
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import signal
-import socket
-import subprocess
-import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
@@ -48,11 +39,9 @@ from registry.clients import (
 )
 from registry.clients.jobs import Output
 from registry.clients.models import model_id, version_id
+from registry.dev.anvil import Anvil
 from registry.errors import ContractRevertError
 from registry.jobs import JobKind
-
-ROOT = Path(__file__).resolve().parents[2]
-ANVIL = ROOT / "node_modules" / ".bin" / "anvil"
 
 # --- deployment parameters and base state ---------------------------------------------------
 
@@ -127,104 +116,6 @@ def role(name: str) -> str:
     from eth_utils import keccak
 
     return ZERO32 if name == "DEFAULT_ADMIN_ROLE" else hx(keccak(text=name))
-
-
-# --- anvil ------------------------------------------------------------------------------------
-
-
-class AnvilError(RuntimeError):
-    """anvil could not be started."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Anvil:
-    """An anvil on a free 127.0.0.1 port, in its own process group; a context manager.
-
-    Args:
-        binary: the anvil executable.
-        start_timeout: seconds to wait until ``eth_chainId`` answers.
-    """
-
-    def __init__(self, binary: Path = ANVIL, *, start_timeout: float = 30.0) -> None:
-        self.binary = binary
-        self.start_timeout = start_timeout
-        self.url = ""
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()
-
-    def start(self) -> str:
-        """Start anvil and return its URL once it answers JSON-RPC.
-
-        Raises:
-            AnvilError: the binary is missing, or anvil exited or did not answer in time.
-        """
-        if not self.binary.exists():
-            raise AnvilError(f"anvil not found at {self.binary}: run `make npm`")
-        for _ in range(3):  # another process may grab the free port before anvil binds it
-            port = free_port()
-            self._proc = subprocess.Popen(
-                [str(self.binary), "--port", str(port), "--host", "127.0.0.1", "--silent"],
-                stdout=subprocess.DEVNULL,
-                stderr=self._log,
-                start_new_session=True,
-            )
-            self.url = f"http://127.0.0.1:{port}"
-            if self._wait_ready():
-                return self.url
-            self.stop()
-        self._log.seek(0)
-        detail = self._log.read().decode(errors="replace")[-2000:]
-        raise AnvilError(f"anvil did not answer eth_chainId: {detail or 'no output'}")
-
-    def _wait_ready(self) -> bool:
-        assert self._proc is not None
-        deadline = time.monotonic() + self.start_timeout
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                return False
-            request = urllib.request.Request(
-                self.url, data=body.encode(), headers={"Content-Type": "application/json"}
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=1) as response:
-                    if "result" in json.loads(response.read()):
-                        return True
-            except OSError:
-                pass
-            time.sleep(0.05)
-        return False
-
-    def stop(self) -> None:
-        """SIGTERM anvil's process group, then SIGKILL it if it lingers."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-    def __enter__(self) -> Anvil:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-        self._log.close()
 
 
 # --- sending and asserting ----------------------------------------------------------------

@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from eth_account import Account
 
 from api.gateway.app import create_app
 from api.gateway.config import GatewayConfig
 from registry.auth import mint_token
 from registry.clients import Access
-from registry.model import demo
+from registry.dev import demo
+from registry.dev.procs import free_port, wait_http
 from registry.model.package import push
 from registry.sdk import Anchorml
 from support.devnet import KEYS, OWNER, REQUESTER, USER, Devnet
@@ -122,28 +121,6 @@ class GatewayNet:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/healthz", proc, self.root / f"{name}.log")
         return url
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120.0) -> None:
-    """Wait until ``url`` answers 200 (fail early if ``proc`` died)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"process exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 class ThreadServer:

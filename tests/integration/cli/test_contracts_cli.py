@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from registry.chain import artifacts
-from support.chain import Anvil, free_port
+from registry.dev.anvil import Anvil
+from registry.dev.procs import free_port
 from support.devnet import KEYS
 
 pytestmark = pytest.mark.integration

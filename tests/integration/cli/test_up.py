@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -16,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from registry.chain import artifacts
-from registry.model import demo
-from support.chain import free_port
+from registry.dev import demo
+from registry.dev.procs import free_port
 from support.devnet import KEYS, USER
 
 pytestmark = pytest.mark.integration
@@ -38,8 +39,76 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("ANCHORML_")}
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, ...)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text() if entry.isdigit() else ""
+        except OSError:
+            continue
+        if stat:
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        below = [child for child, parent in parents.items() if parent in frontier]
+        found += below
+        frontier = below
+    return found
+
+
+def _alive(pids: list[int]) -> list[str]:
+    """The command lines of the processes in ``pids`` that still run (zombies do not)."""
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            alive.append(f"{pid}: {cmdline}")
+    return alive
+
+
+def _listening(*ports: int) -> list[int]:
+    taken = []
+    for port in ports:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            taken.append(port)
+        except OSError:
+            pass
+    return taken
+
+
+def _wait_all_gone(pids: list[int], *ports: int, timeout: float = 30.0) -> list[str]:
+    """Wait (bounded) until none of ``pids`` runs and nothing listens on ``ports``; return what
+    is left, after killing it (by pid) so a failing test leaves nothing behind."""
+    deadline = time.monotonic() + timeout
+    while (_alive(pids) or _listening(*ports)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _alive(pids) + [f"port {p} still listening" for p in _listening(*ports)]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return left
+
+
+def _exports(welcome: str) -> dict[str, str]:
+    """The variables of the ``export`` line the welcome text tells the user to run."""
+    block = welcome.split("  export ", 1)[1].split("\n  anchorml ", 1)[0]
+    return dict(item.split("=", 1) for item in block.replace("\\\n", " ").split())
+
+
 def _env(data: Path, rpc: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANCHORML_")}
+    env = _clean_env()
     env.update(
         ANCHORML_RPC_URL=rpc,
         ANCHORML_STORE=str(data / "store"),
@@ -52,19 +121,20 @@ def _env(data: Path, rpc: str) -> dict[str, str]:
 
 
 def _start_up(
-    log_path: Path, data: Path, port: int, rpc_port: int, *extra: str
+    log_path: Path, data: Path | None, port: int, rpc_port: int, *extra: str, **env: str
 ) -> subprocess.Popen[bytes]:
-    """Start ``anchorml up`` in its own process group and wait until it says it is up."""
+    """Start ``anchorml up`` in its own process group and wait until it printed its welcome
+    (``--data-dir data`` unless None; ``env`` adds variables)."""
+    where = ["--data-dir", str(data)] if data is not None else []
     up = subprocess.Popen(
-        [str(ANCHORML), "up", "--data-dir", str(data), "--port", str(port),
-         "--rpc-port", str(rpc_port), *extra],
+        [str(ANCHORML), "up", *where, "--port", str(port), "--rpc-port", str(rpc_port), *extra],
         stdout=log_path.open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
+        env={**_clean_env(), "HF_HUB_OFFLINE": "1", **env},
+    )
     deadline = time.monotonic() + 900
-    while "devnet is up" not in log_path.read_text():
+    while "Ctrl-C stops every part" not in log_path.read_text():
         if up.poll() is not None or time.monotonic() > deadline:
             os.killpg(up.pid, signal.SIGKILL)
             raise AssertionError("anchorml up never became ready:\n" + log_path.read_text()[-3000:])
@@ -234,3 +304,78 @@ def test_up_refuses_an_incompatible_data_dir(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "incompatible anchorml version" in proc.stderr and "--data-dir" in proc.stderr
+
+
+def test_a_killed_up_takes_its_children_along_and_its_data_dir_serves_every_command(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL (as an OOM kill) leaves `anchorml up` no chance to clean up: the kernel must
+    stop its workers, gateway and anvil, and free the ports for the next `up`. And
+    ``ANCHORML_DATA_DIR`` means the same folder to `up` as to every other command."""
+    data, log = tmp_path / "home", tmp_path / "up.log"
+    port, rpc_port = free_port(), free_port()
+    up = _start_up(
+        log, None, port, rpc_port, "--chain", "anvil", "--workers", "1",
+        ANCHORML_DATA_DIR=str(data),
+    )  # fmt: skip
+    children = _descendants(up.pid)
+    try:
+        rpc = f"http://127.0.0.1:{rpc_port}"
+        # what the welcome says to export, and nothing but the data dir (and the chain's URL,
+        # on a port of its own here): every command finds the devnet `up` made
+        exported = {**_clean_env(), **_exports(log.read_text())}
+        bare = {**_clean_env(), "ANCHORML_DATA_DIR": str(data), "ANCHORML_RPC_URL": rpc}
+        listed = [
+            subprocess.run(
+                [str(ANCHORML), "model", "list", "--json"],
+                env=env, capture_output=True, text=True, timeout=300,
+            )
+            for env in (exported, bare)
+        ]  # fmt: skip
+    finally:
+        up.kill()  # SIGKILL: no cleanup code runs in `anchorml up`
+        up.wait(timeout=30)
+    assert len(children) >= 3, children  # anvil, a worker, the gateway
+    assert _wait_all_gone(children, port, rpc_port) == []
+    assert _exports(log.read_text())["ANCHORML_DATA_DIR"] == str(data)
+    for done in listed:
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "minilm-gated" in done.stdout
+
+
+def _read_until(up: subprocess.Popen[bytes], text: bytes, timeout: float = 900) -> bytes:
+    assert up.stdout is not None
+    out, deadline = b"", time.monotonic() + timeout
+    while text not in out:
+        if up.poll() is not None or time.monotonic() > deadline:
+            os.killpg(up.pid, signal.SIGKILL)
+            raise AssertionError("anchorml up never became ready:\n" + out.decode()[-3000:])
+        if select.select([up.stdout], [], [], 1.0)[0]:
+            out += os.read(up.stdout.fileno(), 65536)
+    return out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "hangup"])
+def test_up_stops_its_children_when_its_output_is_gone(tmp_path: Path, sig: int) -> None:
+    """`anchorml up | tee log` stopped with Ctrl-C: tee is gone before `up` prints "stopping";
+    a closed terminal: SIGHUP, and nowhere to print. Either way every child stops."""
+    data, port, rpc_port = tmp_path / "devnet", free_port(), free_port()
+    up = subprocess.Popen(
+        [str(ANCHORML), "up", "--data-dir", str(data), "--port", str(port),
+         "--rpc-port", str(rpc_port), "--workers", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**_clean_env(), "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert up.stdout is not None
+    _read_until(up, b"Ctrl-C stops every part")
+    children = _descendants(up.pid)
+    up.stdout.close()  # the reader is gone
+    up.send_signal(sig)
+    try:
+        up.wait(timeout=120)
+    finally:
+        left = _wait_all_gone(children, port, rpc_port)
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+    assert len(children) >= 2, children  # a worker, the gateway
+    assert left == []

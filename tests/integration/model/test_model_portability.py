@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.model import demo
+from registry.dev import demo
 from support.devnet import ANCHORML, OWNER, REQUESTER, Devnet
 
 pytestmark = pytest.mark.integration

@@ -21,11 +21,11 @@ from registry.chain import revert_errors as rv
 from registry.chain.connection import connect, dev_keys
 from registry.chain.tx import Wallet
 from registry.clients import JobStatus, ModelRegistryClient
+from registry.dev import demo
+from registry.dev.anvil import Anvil
 from registry.errors import TransactionError
 from registry.jobs import JobKind, submit, wait_settled
-from registry.model import demo
 from registry.model.package import push
-from support.chain import Anvil
 from support.devnet import NODE_KEYS, OWNER, REQUESTER, Devnet
 from support.faults import FaultProxy
 
@@ -87,7 +87,7 @@ def test_w1_killed_worker_is_replaced_and_paid_once(net: Devnet, tmp_path: Path)
     net.wait_log("w1-a", f"job {job.job_id} claimed")
     a.send_signal(signal.SIGKILL)
     a.wait()
-    net.nodes.remove(a)
+    net.forget_node(a)
     net.start_node("w1-b", NODE_KEYS[1], ["gpt2@v1"])
     record = wait_settled(requester, job.job_id, timeout=600)
     assert record.status == JobStatus.FINALIZED
@@ -320,7 +320,7 @@ def test_w7_rpc_faults_are_ridden_out_and_an_outage_stops_the_node(
         assert code != 0
         assert time.monotonic() - started < 120
         assert "stopped on error" in net.node_log("w7")
-        net.nodes.remove(node)
+        net.forget_node(node)
     finally:
         proxy.close()
 

@@ -13,8 +13,8 @@ import pytest
 from registry.clients import Access, JobStatus
 from registry.clients.jobs import Output
 from registry.clients.models import version_id
+from registry.dev import demo
 from registry.jobs import JobKind, fetch_result, submit, wait_settled
-from registry.model import demo
 from registry.model.manifest import Manifest
 from registry.model.package import push
 from support.devnet import NODE_KEYS, OWNER, REQUESTER, Devnet

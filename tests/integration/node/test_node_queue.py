@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from registry.clients import Access, JobStatus
+from registry.dev import demo
 from registry.jobs import JobKind, Submitted, fetch_result, submit, wait_settled
-from registry.model import demo
 from registry.model.package import push
 from support.devnet import NODE_KEYS, OWNER, REQUESTER, Devnet
 

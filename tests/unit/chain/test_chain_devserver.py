@@ -1,4 +1,4 @@
-"""The embedded chain's JSON-RPC server (``registry.chain.devserver``) over real HTTP/1.1:
+"""The embedded chain's JSON-RPC server (``registry.dev.devserver``) over real HTTP/1.1:
 answers on a kept-alive connection, clear errors for bad bodies, and Nagle's algorithm off on
 every accepted connection (with it on, each call waited for a delayed ACK: ~48 ms a call)."""
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from registry.chain.connection import embedded_chain
-from registry.chain.devserver import make_server
+from registry.dev.devserver import make_server
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Demo model directories: layout, determinism, idempotence, and that they really work.
 
 SmolLM2 is dequantized once (≈25 s) into the persistent cache of
-:func:`registry.model.demo.cached_model` (``$ANCHORML_DATA_DIR/demo-models`` or
+:func:`registry.dev.demo.cached_model` (``$ANCHORML_DATA_DIR/demo-models`` or
 ``~/.cache/anchorml/demo-models``), keyed by the GGUF's sha256; later runs reuse it.
 """
 
@@ -17,8 +17,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANCHORML_TORCH_THREADS", "1")  # 2 shared cores: avoid oversubscription
 
+from registry.dev import demo  # noqa: E402
 from registry.errors import ModelError  # noqa: E402
-from registry.model import demo, safety  # noqa: E402
+from registry.model import safety  # noqa: E402
 
 
 def digests(root: Path) -> dict[str, str]:

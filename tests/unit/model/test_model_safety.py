@@ -21,8 +21,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANCHORML_TORCH_THREADS", "1")  # 2 shared cores: avoid oversubscription
 
+from registry.dev import demo  # noqa: E402
 from registry.errors import ModelError, UnsafeModelError  # noqa: E402
-from registry.model import demo, safety  # noqa: E402
+from registry.model import safety  # noqa: E402
 
 
 class Payload:

@@ -42,7 +42,7 @@ def test_run_job_refuses_nonempty_out_dir(tmp_path: Path) -> None:
 
 
 def test_missing_input_is_typed(tmp_path: Path) -> None:
-    from registry.model import demo
+    from registry.dev import demo
 
     model = demo.cached_model("tiny-gpt2")
     params = parse_params(JobKind.EVAL, {})

@@ -14,9 +14,10 @@ os.environ.setdefault("ANCHORML_TORCH_THREADS", "1")  # 2 shared cores: avoid ov
 
 from node.executors import ExecutorResult, run_job  # noqa: E402
 from node.executors.compress import prunable_weights, prune, sparsity  # noqa: E402
+from registry.dev import demo  # noqa: E402
 from registry.errors import ModelError  # noqa: E402
 from registry.jobs import JobKind, parse_params  # noqa: E402
-from registry.model import demo, safety  # noqa: E402
+from registry.model import safety  # noqa: E402
 
 
 def _run(

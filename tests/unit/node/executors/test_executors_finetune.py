@@ -14,8 +14,9 @@ os.environ.setdefault("ANCHORML_TORCH_THREADS", "1")
 
 from node.executors import ExecutorResult, run_job  # noqa: E402
 from node.executors.finetune import ADAPTER_BASE  # noqa: E402
+from registry.dev import demo  # noqa: E402
 from registry.jobs import InvalidJobInputError, JobKind, parse_params  # noqa: E402
-from registry.model import demo, safety  # noqa: E402
+from registry.model import safety  # noqa: E402
 
 
 def _run(

@@ -20,8 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANCHORML_TORCH_THREADS", "1")  # 2 shared cores: avoid oversubscription
 
 from node.executors import ExecutorResult, run_job  # noqa: E402
+from registry.dev import demo  # noqa: E402
 from registry.jobs import InvalidJobInputError, JobKind, parse_params  # noqa: E402
-from registry.model import demo  # noqa: E402
 
 
 def _run(

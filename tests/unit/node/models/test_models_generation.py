@@ -24,8 +24,8 @@ from node.models import GenerationDone, GenerationParams  # noqa: E402
 from node.serving import InferenceRuntime, RuntimeConfig  # noqa: E402
 from node.serving.lanes import default_lanes  # noqa: E402
 from registry.clients import ContentRef, VersionRecord  # noqa: E402
+from registry.dev import demo  # noqa: E402
 from registry.jobs import InvalidJobParamsError, JobKind, parse_params  # noqa: E402
-from registry.model import demo  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
 

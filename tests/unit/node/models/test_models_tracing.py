@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from node.models.encoders import EmbeddingModel, TextClassifier  # noqa: E402
 from node.models.tracing import traced_forward  # noqa: E402
-from registry.model import demo  # noqa: E402
+from registry.dev import demo  # noqa: E402
 
 TEXTS = [
     "",

@@ -207,7 +207,7 @@ def test_minilm_through_batcher_matches_one_direct_batch() -> None:
     import torch
 
     from node.models.encoders import EmbeddingModel
-    from registry.model import demo
+    from registry.dev import demo
 
     model = EmbeddingModel(demo.cached_model("minilm"))
     texts = [f"Request number {i} asks about topic {i % 7} in a short sentence." for i in range(32)]

@@ -30,7 +30,7 @@ from node.serving.cache import AsyncCache
 from node.serving.errors import MAX_BODY_BYTES, ModelNotServedError
 from node.serving.schemas import ModelCard
 from registry.clients import Access, ContentRef, ModelRecord, VersionRecord
-from registry.model import demo
+from registry.dev import demo
 from registry.model.safety import load_tokenizer
 
 pytestmark = pytest.mark.timeout(300)
@@ -324,7 +324,7 @@ def test_serving_processes_freeze_what_a_model_load_leaves_alive() -> None:
     code = """
 import asyncio, gc, types, weakref
 from node.serving.runtime import InferenceRuntime, RuntimeConfig, freeze_gc_after_loads
-from registry.model import demo
+from registry.dev import demo
 
 class Cache:
     def ensure(self, version):

@@ -148,7 +148,7 @@ def make_server(
     rpc = JsonRpcChain(chain)
     heartbeat = None
     if block_time_s is not None:
-        from registry.chain.heartbeat import Heartbeat
+        from registry.dev.heartbeat import Heartbeat
 
         heartbeat = Heartbeat(chain, block_time_s, lock=rpc.lock).start()
 
