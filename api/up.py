@@ -149,7 +149,7 @@ class Devnet:
             try:
                 dep = deployment_file.load(path)
                 dep.check_chain(self.chain)
-                if self.chain.w3.eth.get_code(dep.job_board):  # type: ignore[arg-type]
+                if self.chain.has_code(dep.job_board):
                     return path, True
             except AnchormlError:
                 pass

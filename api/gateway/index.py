@@ -15,6 +15,8 @@ from typing import Any
 from registry.clients import Access, ContentRef, JobKind, JobStatus
 
 ZERO32 = b"\x00" * 32
+#: Every view :meth:`RegistryIndex.apply` reports as changed.
+VIEWS = frozenset({"models", "access", "nodes", "jobs"})
 
 
 @dataclass
@@ -100,6 +102,10 @@ class RegistryIndex:
     """Models, versions, jobs and nodes, rebuilt from events in chain order."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (to fold the events again, after a reorg)."""
         self.models: dict[bytes, ModelEntry] = {}
         self.by_name: dict[str, bytes] = {}
         self.versions: dict[bytes, VersionEntry] = {}
