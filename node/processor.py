@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from node.executors import ExecutorResult, run_job
-from node.listener import ChainEvent
 from node.metrics import NodeMetrics
 from node.rpc import with_retries
 from node.service import Service
 from node.state import NodeState
 from registry.chain import revert_errors as rv
+from registry.chain.events import ChainEvent
 from registry.clients import ContentRef, JobStatus, VersionRecord
 from registry.clients.jobs import JobCreated, JobRecord, Output
 from registry.errors import AnchormlError, ContractRevertError, StoreError

@@ -1,4 +1,8 @@
-"""Retry transient RPC failures with capped backoff; give up (raise) after a sustained outage."""
+"""Retry transient chain failures with capped backoff; give up (raise) after a sustained outage.
+
+Which failures are transient is decided once, in the SDK: it raises every chain failure as a
+typed error, and :class:`~registry.errors.RpcUnavailableError` is the kind worth retrying.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from registry.errors import ContractRevertError, RpcUnavailableError
+from registry.errors import RpcUnavailableError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -28,9 +32,8 @@ async def with_retries(
     first_delay_s: float = 0.1,
     max_delay_s: float = 2.0,
 ) -> T:
-    """Run blocking ``fn`` in a thread, retrying transport errors until ``outage_s`` elapses.
-
-    Contract reverts are not transient and propagate at once.
+    """Run blocking ``fn`` in a thread, retrying :class:`RpcUnavailableError` until ``outage_s``
+    elapses. Every other error (a contract revert, a job that does not exist) propagates at once.
 
     Raises:
         RpcOutageError: still failing after ``outage_s`` seconds.
@@ -40,30 +43,12 @@ async def with_retries(
     while True:
         try:
             return await asyncio.to_thread(fn)
-        except ContractRevertError:
-            raise
-        except Exception as exc:  # transport errors come in many types (requests, web3, OSError)
-            if not _transient(exc):
-                raise
+        except RpcUnavailableError as exc:  # the SDK's one transient chain failure
             elapsed = time.monotonic() - started
             if elapsed >= outage_s:
                 raise RpcOutageError(
-                    f"{what}: chain unreachable for {elapsed:.0f} s ({type(exc).__name__})"
+                    f"{what}: chain unreachable for {elapsed:.0f} s ({exc.message})"
                 ) from None
-            log.info("%s failed (%s); retrying in %.2f s", what, type(exc).__name__, delay)
+            log.info("%s failed (%s); retrying in %.2f s", what, exc.message, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay_s)
-
-
-def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, RpcUnavailableError | ConnectionError | TimeoutError | OSError):
-        return True
-    name = type(exc).__name__
-    text = str(exc).lower()
-    return (
-        name in {"HTTPError", "ConnectionError", "ReadTimeout", "Timeout", "Web3RPCError"}
-        or "429" in text
-        or "503" in text
-        or "timed out" in text
-        or "too many requests" in text
-    )

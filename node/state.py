@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from registry.chain.events import KEEP_BLOCKS
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, hash TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -26,7 +28,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     PRIMARY KEY (job_id, attempt)
 );
 """
-KEEP_BLOCKS = 128
 
 #: States after which this node must not act on the job again (for that attempt).
 DELIVERED = frozenset({"submitted", "committed", "revealed", "done"})
@@ -47,7 +48,8 @@ class JobEntry:
 
 
 class NodeState:
-    """Thread-safe SQLite store of the cursor and the job log."""
+    """Thread-safe SQLite store of the cursor and the job log (the cursor is the listener's
+    :class:`~registry.chain.events.BlockLog`)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

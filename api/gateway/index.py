@@ -16,6 +16,8 @@ from registry.clients import Access, ContentRef, JobStatus
 from registry.jobs import JobKind
 
 ZERO32 = b"\x00" * 32
+#: Every view :meth:`RegistryIndex.apply` reports as changed.
+VIEWS = frozenset({"models", "access", "nodes", "jobs"})
 
 
 @dataclass
@@ -101,6 +103,10 @@ class RegistryIndex:
     """Models, versions, jobs and nodes, rebuilt from events in chain order."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (to fold the events again, after a reorg)."""
         self.models: dict[bytes, ModelEntry] = {}
         self.by_name: dict[str, bytes] = {}
         self.versions: dict[bytes, VersionEntry] = {}

@@ -28,7 +28,6 @@ from api.gateway.config import GatewayConfig
 from api.gateway.errors import JobFailedError, JobTimeoutError, SignerUnavailableError
 from api.gateway.metrics import GatewayMetrics
 from node.serving import Target
-from registry.chain.events import iter_events
 from registry.clients import JobStatus
 from registry.errors import AnchormlError, CorruptContentError
 from registry.jobs import JobKind, canonical_params, submit
@@ -203,9 +202,5 @@ class OnchainRunner:
         return True
 
     def _finalize_tx(self, job_id: int, from_block: int) -> str | None:
-        event = self.sdk.jobs.contract.events.JobFinalized
-        for ev in iter_events(
-            self.sdk.chain, event, from_block, argument_filters={"jobId": job_id}
-        ):
-            return "0x" + bytes(ev["transactionHash"]).hex()
-        return None
+        event = self.sdk.jobs.finalized_event(job_id, from_block)
+        return event.tx_hash if event is not None else None

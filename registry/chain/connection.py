@@ -16,6 +16,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 
+from registry.chain.failures import translated
 from registry.errors import ConfigError, RpcUnavailableError
 
 #: anvil's (and hardhat's) default dev mnemonic: well known, never for real funds.
@@ -59,21 +60,53 @@ class Chain:
     def chain_id(self) -> int:
         """The chain id (cached: it never changes for a connection)."""
         if self._chain_id is None:
-            self._chain_id = int(self.w3.eth.chain_id)
+            with translated(f"eth_chainId at {self.url}"):
+                self._chain_id = int(self.w3.eth.chain_id)
         return self._chain_id
 
     def rpc(self, method: str, params: list[Any] | None = None) -> Any:
         """Call a raw JSON-RPC method (e.g. dev controls) and return its result."""
-        response = self.w3.provider.make_request(method, params or [])  # type: ignore[arg-type]
+        with translated(f"{method} at {self.url}"):
+            response = self.w3.provider.make_request(method, params or [])  # type: ignore[arg-type]
         if "error" in response and response["error"]:
             raise RpcUnavailableError(f"{method} failed: {response['error']}")
         return response.get("result")
+
+    # --- reads (every failure a typed registry error) ------------------------------------------
+
+    def head(self) -> int:
+        """Number of the latest block."""
+        with translated(f"eth_blockNumber at {self.url}"):
+            return int(self.w3.eth.block_number)
+
+    def block_hash(self, number: int) -> str | None:
+        """0x-hex hash of block ``number``, or None when the chain has no such block (yet, or
+        any more: it got shorter)."""
+        from web3.exceptions import BlockNotFound
+
+        with translated(f"eth_getBlockByNumber({number}) at {self.url}"):
+            try:
+                block = self.w3.eth.get_block(number)
+            except BlockNotFound:
+                return None
+            return str(block["hash"].to_0x_hex())
+
+    def tx_sender(self, tx_hash: str) -> str:
+        """Checksummed address that sent transaction ``tx_hash``."""
+        with translated(f"eth_getTransactionByHash at {self.url}"):
+            return str(self.w3.eth.get_transaction(tx_hash)["from"])  # type: ignore[arg-type]
+
+    def has_code(self, address: str) -> bool:
+        """Whether a contract is deployed at ``address``."""
+        with translated(f"eth_getCode at {self.url}"):
+            return bool(self.w3.eth.get_code(self.w3.to_checksum_address(address)))
 
     # --- dev-chain controls (eth-tester and anvil) -------------------------------------------
 
     def timestamp(self) -> int:
         """Timestamp of the latest block."""
-        return int(self.w3.eth.get_block("latest")["timestamp"])
+        with translated(f"eth_getBlockByNumber(latest) at {self.url}"):
+            return int(self.w3.eth.get_block("latest")["timestamp"])
 
     def set_next_timestamp(self, ts: int) -> None:
         """Make the next mined block carry timestamp ``ts``."""

@@ -15,20 +15,18 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
+from eth_tester.exceptions import TransactionFailed
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
+from web3.exceptions import ContractLogicError
 
 from registry.chain.revert_errors import BY_SELECTOR
 from registry.errors import ContractRevertError
 
 _ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string)
 _PANIC = bytes.fromhex("4e487b71")  # Panic(uint256)
-_REVERT_TYPES = {
-    "ContractCustomError",
-    "ContractLogicError",
-    "ContractPanicError",
-    "TransactionFailed",
-}
+#: What web3 (ContractCustomError, ContractPanicError, ...) and eth-tester raise for a revert.
+_REVERT_TYPES = (ContractLogicError, TransactionFailed)
 _HEX = re.compile(r"0x[0-9a-fA-F]{8,}")
 
 
@@ -91,9 +89,9 @@ def decode_revert(data: bytes) -> ContractRevertError:
 def as_revert(exc: BaseException) -> ContractRevertError | None:
     """The typed revert inside a web3/eth-tester exception, or None if it is not a revert."""
     # ContractPanicError (web3 over HTTP, e.g. an arithmetic overflow) says "Panic error", not
-    # "revert": without it by name a panic would pass for an unreachable RPC endpoint.
-    name = type(exc).__name__
-    if name not in _REVERT_TYPES and "revert" not in str(exc).lower():
+    # "revert": without its type a panic would pass for an unreachable RPC endpoint. A node that
+    # answers a revert as a plain JSON-RPC error is known only by its message.
+    if not isinstance(exc, _REVERT_TYPES) and "revert" not in str(exc).lower():
         return None
     data = revert_data(exc)
     if data is None:

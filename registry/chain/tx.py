@@ -31,8 +31,9 @@ from web3.exceptions import TransactionNotFound
 from web3.types import TxParams, TxReceipt
 
 from registry.chain.connection import Chain
+from registry.chain.failures import chain_error, translated
 from registry.chain.reverts import as_revert
-from registry.errors import ContractRevertError, RpcUnavailableError, TransactionError
+from registry.errors import ContractRevertError, TransactionError
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +124,8 @@ class Wallet:
 
     def call(self, fn: Any, value: int = 0) -> Any:
         """Simulate ``fn`` from this account; raise the typed revert if it would fail."""
-        try:
+        with translated(f"eth_call at {self.chain.url}"):
             return fn.call({"from": self.address, "value": value})
-        except Exception as exc:
-            revert = as_revert(exc)
-            if revert is not None:
-                raise revert from None
-            raise _transport_error(self.chain, exc) from None
 
     def transact(self, fn: Any, value: int = 0, gas: int | None = None) -> Sent:
         """Simulate, then send ``fn`` (a bound contract function) with ``value`` wei.
@@ -189,21 +185,19 @@ class Wallet:
         with self._lock:
             nonce = self._take_nonce()
             try:
-                gas = int(ctor.estimate_gas({"from": self.address}) * 1.2)
-                tx = ctor.build_transaction(
-                    {
-                        "from": self.address,
-                        "nonce": nonce,
-                        "gas": gas,
-                        "chainId": self.chain.chain_id,
-                        **self._fees(),
-                    }
-                )
-            except BaseException as exc:
+                with translated(f"deployment estimate at {self.chain.url}"):
+                    gas = int(ctor.estimate_gas({"from": self.address}) * 1.2)
+                    tx = ctor.build_transaction(
+                        {
+                            "from": self.address,
+                            "nonce": nonce,
+                            "gas": gas,
+                            "chainId": self.chain.chain_id,
+                            **self._fees(),
+                        }
+                    )
+            except BaseException:
                 self._next_nonce = None
-                revert = as_revert(exc)
-                if revert is not None:
-                    raise revert from None
                 raise
             sent = self._broadcast_until_mined(tx)
         if sent.receipt["status"] != 1:
@@ -224,29 +218,20 @@ class Wallet:
     # --- internals ---------------------------------------------------------------------------
 
     def _take_nonce(self) -> int:
-        chain_nonce = int(self.chain.w3.eth.get_transaction_count(self.address, "pending"))
+        with translated(f"eth_getTransactionCount at {self.chain.url}"):
+            chain_nonce = int(self.chain.w3.eth.get_transaction_count(self.address, "pending"))
         nonce = max(chain_nonce, self._next_nonce or 0)
         self._next_nonce = nonce + 1
         return nonce
 
     def _simulate(self, request: dict[str, Any]) -> None:
         """``eth_call`` of an encoded request; raise the typed revert if it would fail."""
-        try:
+        with translated(f"eth_call at {self.chain.url}"):
             self.chain.w3.eth.call(request)  # type: ignore[arg-type]
-        except Exception as exc:
-            revert = as_revert(exc)
-            if revert is not None:
-                raise revert from None
-            raise _transport_error(self.chain, exc) from None
 
     def _estimate(self, request: dict[str, Any]) -> int:
-        try:
+        with translated(f"eth_estimateGas at {self.chain.url}"):
             estimate = int(self.chain.w3.eth.estimate_gas(request))  # type: ignore[arg-type]
-        except Exception as exc:
-            revert = as_revert(exc)
-            if revert is not None:
-                raise revert from None
-            raise _transport_error(self.chain, exc) from None
         return estimate + estimate // 5 + 10_000
 
     def _fees(self, bump: int = 0) -> dict[str, int]:
@@ -259,7 +244,8 @@ class Wallet:
         now = time.monotonic()
         cached = self._base_fee
         if bump or cached is None or now - cached[0] >= self.fee_ttl_s:
-            block = self.chain.w3.eth.get_block("latest")
+            with translated(f"eth_getBlockByNumber(latest) at {self.chain.url}"):
+                block = self.chain.w3.eth.get_block("latest")
             cached = self._base_fee = (now, int(block.get("baseFeePerGas", 0) or 0))
         base = cached[1]
         tip = 10**9 * (2**bump)
@@ -289,10 +275,7 @@ class Wallet:
                 elif "nonce" in message:
                     raise _NonceMismatch(message) from None
                 else:
-                    revert = as_revert(exc)
-                    if revert is not None:
-                        raise revert from None
-                    raise _transport_error(self.chain, exc) from None
+                    raise chain_error(exc, f"eth_sendRawTransaction at {self.chain.url}") from exc
             receipt = self._poll_receipt(
                 tx_hash.to_0x_hex() if hasattr(tx_hash, "to_0x_hex") else str(tx_hash)
             )
@@ -335,7 +318,7 @@ class Wallet:
             return
         target = int(sent.receipt["blockNumber"]) + self.confirmations
         deadline = time.monotonic() + self.timeout
-        while int(self.chain.w3.eth.block_number) < target:
+        while self.chain.head() < target:
             if time.monotonic() >= deadline:
                 raise TransactionError(
                     f"{sent.tx_hash}: no {self.confirmations} confirmations in time"
@@ -345,9 +328,3 @@ class Wallet:
 
 class _NonceMismatch(Exception):
     """The chain refused the nonce as too high / unexpected."""
-
-
-def _transport_error(chain: Chain, exc: BaseException) -> Exception:
-    if isinstance(exc, ContractRevertError | TransactionError):
-        return exc
-    return RpcUnavailableError(f"RPC call to {chain.url} failed: {type(exc).__name__}: {exc}")

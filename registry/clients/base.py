@@ -9,7 +9,8 @@ from web3.logs import DISCARD
 
 from registry.chain import artifacts
 from registry.chain.connection import Chain
-from registry.chain.reverts import as_revert
+from registry.chain.events import EventScanner
+from registry.chain.failures import translated
 from registry.chain.tx import Sent, Wallet, cache_chain_id
 from registry.errors import ConfigError, RpcUnavailableError
 
@@ -79,6 +80,7 @@ class ContractClient:
             address=chain.w3.to_checksum_address(address),
             abi=artifacts.load(self.contract_name).abi,
         )
+        self._scanners: dict[str, EventScanner] = {}
 
     @property
     def address(self) -> str:
@@ -89,15 +91,15 @@ class ContractClient:
         return self.from_block if from_block is None else from_block
 
     def _read(self, fn: Any) -> Any:
-        try:
+        with translated(f"call to {self.chain.url}"):
             return fn.call()
-        except Exception as exc:
-            revert = as_revert(exc)
-            if revert is not None:
-                raise revert from None
-            raise RpcUnavailableError(
-                f"call to {self.chain.url} failed: {type(exc).__name__}"
-            ) from None
+
+    def _events(self, name: str) -> EventScanner:
+        """The scanner of this contract's ``name`` events (built once: it hashes the ABI)."""
+        scanner = self._scanners.get(name)
+        if scanner is None:
+            scanner = self._scanners[name] = EventScanner(self.chain, [self], [name])
+        return scanner
 
     def _send(self, fn: Any, value: int = 0) -> Sent:
         if self.wallet is None:

@@ -11,7 +11,7 @@ from typing import Any
 from eth_abi import encode
 from eth_utils import keccak
 
-from registry.chain.events import iter_events
+from registry.chain.events import ChainEvent
 from registry.clients.base import ContentRef, ContractClient, TxResult
 from registry.errors import ChainError, CorruptContentError
 from registry.jobs.kinds import JobKind
@@ -290,14 +290,11 @@ class JobBoardClient(ContractClient):
     def _find_created(self, job_id: int, from_block: int | None) -> JobCreated:
         """The job's newest ``JobCreated`` at or after ``from_block`` (scanning the logs)."""
         found = None
-        event = self.contract.events.JobCreated
-        for ev in iter_events(
-            self.chain, event, self._from(from_block), argument_filters={"jobId": job_id}
-        ):
+        for ev in self._events("JobCreated").scan(self._from(from_block), where={"jobId": job_id}):
             found = ev
         if found is None:
             raise ChainError(f"job {job_id}: JobCreated event not found after block {from_block}")
-        return JobCreated.from_event(found["args"], int(found["blockNumber"]))
+        return JobCreated.from_event(found.args, found.block)
 
     def get_result(self, job_id: int, from_block: int | None = None) -> Output:
         """The accepted output of a finalized job (from ``JobFinalized``, checked against the
@@ -310,22 +307,21 @@ class JobBoardClient(ContractClient):
         stored = bytes(self._read(self.contract.functions.resultHashOf(job_id)))
         if stored == ZERO32:
             raise ChainError(f"job {job_id} has no accepted result")
-        for ev in iter_events(
-            self.chain,
-            self.contract.events.JobFinalized,
-            self._from(from_block),
-            argument_filters={"jobId": job_id},
-        ):
-            a = ev["args"]
-            output = Output(
-                ContentRef(int(a["codec"]), bytes(a["digest"])), bytes(a["sha256"]), int(a["size"])
-            )
-            if output.commitment() != stored:
-                raise CorruptContentError(
-                    f"job {job_id}: JobFinalized does not match its commitment"
-                )
-            return output
-        raise ChainError(f"job {job_id}: JobFinalized event not found after block {from_block}")
+        ev = self.finalized_event(job_id, from_block)
+        if ev is None:
+            raise ChainError(f"job {job_id}: JobFinalized event not found after block {from_block}")
+        a = ev.args
+        output = Output(
+            ContentRef(int(a["codec"]), bytes(a["digest"])), bytes(a["sha256"]), int(a["size"])
+        )
+        if output.commitment() != stored:
+            raise CorruptContentError(f"job {job_id}: JobFinalized does not match its commitment")
+        return output
+
+    def finalized_event(self, job_id: int, from_block: int | None = None) -> ChainEvent | None:
+        """The job's first ``JobFinalized`` at or after ``from_block`` (a log scan), or None."""
+        events = self._events("JobFinalized").scan(self._from(from_block), where={"jobId": job_id})
+        return next(events, None)
 
     def status(self, job_id: int) -> JobStatus:
         """Only the job's status (one call)."""

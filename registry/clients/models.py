@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from eth_utils import keccak
 
-from registry.chain.events import iter_events
+from registry.chain.events import ChainEvent, IncrementalScan
 from registry.clients.base import ContentRef, ContractClient, TxResult
 from registry.errors import ModelError, ModelNotFoundError
 
@@ -81,19 +82,15 @@ def encode_license(license: str) -> bytes:
     return raw.ljust(LICENSE_BYTES, b"\x00")
 
 
-#: Blocks below the last scanned head that the next version scan looks at again, so versions
-#: from a block replaced by a shallow reorg are still found.
-RESCAN_DEPTH = 64
-
-
 class ModelRegistryClient(ContractClient):
     """Typed access to ModelRegistry.
 
     Version tags live only in ``VersionRegistered`` events. Versions are write-once, so the
     tags found are kept, and a model's version list is scanned from where the last scan ended
-    (less :data:`RESCAN_DEPTH`): resolving a bare name or an alias again costs contract calls
-    and a scan of the new blocks, not a scan of the chain since deployment, which grows with
-    the chain (on the embedded chain ~0.7 ms per block; a public chain has millions).
+    (less :data:`~registry.chain.events.RESCAN_DEPTH`): resolving a bare name or an alias
+    again costs contract calls and a scan of the new blocks, not a scan of the chain since
+    deployment, which grows with the chain (on the embedded chain ~0.7 ms per block; a public
+    chain has millions).
     """
 
     contract_name = "ModelRegistry"
@@ -101,7 +98,7 @@ class ModelRegistryClient(ContractClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tags: dict[bytes, str] = {}  # version id -> tag (write-once)
-        self._scanned: dict[bytes, int] = {}  # model id -> last block its versions were scanned
+        self._versions = IncrementalScan(self._events("VersionRegistered"), self.from_block)
         self._listed: dict[bytes, dict[bytes, str]] = {}  # model id -> version ids, in order
 
     # --- models --------------------------------------------------------------------------------
@@ -138,12 +135,8 @@ class ModelRegistryClient(ContractClient):
 
     def list_models(self, from_block: int | None = None) -> list[ModelRecord]:
         """Every model, in creation order (from ``ModelCreated`` events)."""
-        out = []
-        for ev in iter_events(
-            self.chain, self.contract.events.ModelCreated, self._from(from_block)
-        ):
-            out.append(self.get_model(ev["args"]["name"]))
-        return out
+        events = self._events("ModelCreated").scan(self._from(from_block))
+        return [self.get_model(ev.args["name"]) for ev in events]
 
     # --- versions ------------------------------------------------------------------------------
 
@@ -215,17 +208,12 @@ class ModelRegistryClient(ContractClient):
         scanned (see the class doc)."""
         mid = model_id(name)
         if from_block is not None:
-            return [self.get_version(vid, tag) for vid, tag in self._scan(mid, from_block, None)]
-        head = int(self.chain.w3.eth.block_number)
-        last = self._scanned.get(mid)
-        if last is None or head < last:  # first scan, or the chain went back (reorg, revert)
-            start = self.from_block
-        else:
-            start = max(self.from_block, last - RESCAN_DEPTH)
+            events = self._events("VersionRegistered").scan(from_block, where={"modelId": mid})
+            return [self.get_version(vid, tag) for vid, tag in self._found(events)]
         listed = dict(self._listed.get(mid, {}))
-        for vid, tag in self._scan(mid, start, head):
+        for vid, tag in self._found(self._versions.new_events(mid, {"modelId": mid})):
             listed.setdefault(vid, tag)
-        self._listed[mid], self._scanned[mid] = listed, head
+        self._listed[mid] = listed
         out = []
         for vid, tag in listed.items():
             try:
@@ -234,16 +222,9 @@ class ModelRegistryClient(ContractClient):
                 continue  # registered in a block a reorg replaced
         return out
 
-    def _scan(self, mid: bytes, start: int, end: int | None) -> list[tuple[bytes, str]]:
-        """(version id, tag) of ``VersionRegistered`` events of model ``mid`` in the blocks."""
-        events = iter_events(
-            self.chain,
-            self.contract.events.VersionRegistered,
-            start,
-            end,
-            argument_filters={"modelId": mid},
-        )
-        found = [(bytes(ev["args"]["versionId"]), str(ev["args"]["tag"])) for ev in events]
+    def _found(self, events: Iterable[ChainEvent]) -> list[tuple[bytes, str]]:
+        """(version id, tag) of ``VersionRegistered`` events, remembered (tags are write-once)."""
+        found = [(bytes(ev.args["versionId"]), str(ev.args["tag"])) for ev in events]
         self._tags.update(found)
         return found
 
@@ -315,14 +296,11 @@ class ModelRegistryClient(ContractClient):
         """The tag ``vid`` was registered with (kept once found: versions are write-once)."""
         if vid in self._tags:
             return self._tags[vid]
-        events = iter_events(
-            self.chain,
-            self.contract.events.VersionRegistered,
-            self.from_block,
-            argument_filters={"modelId": model_id(name), "versionId": vid},
+        events = self._events("VersionRegistered").scan(
+            self.from_block, where={"modelId": model_id(name), "versionId": vid}
         )
         for ev in events:
-            self._tags[vid] = str(ev["args"]["tag"])
+            self._tags[vid] = str(ev.args["tag"])
             return self._tags[vid]
         return ""
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from registry.chain.events import iter_events
+from eth_utils import to_checksum_address
+
+from registry.chain.events import IncrementalScan
 from registry.clients.base import ContractClient, TxResult
 from registry.errors import ChainError
 
@@ -26,6 +29,11 @@ class NodeRegistryClient(ContractClient):
     """Typed access to NodeRegistry."""
 
     contract_name = "NodeRegistry"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._serving = IncrementalScan(self._events("ServingChanged"), self.from_block)
+        self._candidates: dict[bytes, dict[str, None]] = {}  # version id -> who ever declared it
 
     def register(self, endpoint: str, public_key: bytes, stake_wei: int = 0) -> TxResult:
         """Register (or update) the wallet's node, adding ``stake_wei`` to its stake."""
@@ -59,7 +67,7 @@ class NodeRegistryClient(ContractClient):
             self.contract.functions.getNode(address)
         )
         return NodeRecord(
-            address=self.chain.w3.to_checksum_address(address),
+            address=to_checksum_address(address),
             stake_wei=int(stake),
             unlock_at=int(unlock_at),
             slash_count=int(slashes),
@@ -83,23 +91,25 @@ class NodeRegistryClient(ContractClient):
     def list_nodes(self, from_block: int | None = None) -> list[NodeRecord]:
         """Every node that ever registered (current records)."""
         seen: dict[str, None] = {}
-        for ev in iter_events(
-            self.chain, self.contract.events.NodeRegistered, self._from(from_block)
-        ):
-            seen.setdefault(str(ev["args"]["node"]), None)
+        for ev in self._events("NodeRegistered").scan(self._from(from_block)):
+            seen.setdefault(str(ev.args["node"]), None)
         return [self.get_node(a) for a in seen]
 
     def serving_nodes(self, version_id: bytes, from_block: int | None = None) -> list[NodeRecord]:
-        """Eligible nodes currently serving ``version_id``."""
-        candidates: dict[str, None] = {}
-        events = iter_events(
-            self.chain,
-            self.contract.events.ServingChanged,
-            self._from(from_block),
-            argument_filters={"versionId": version_id},
-        )
+        """Eligible nodes currently serving ``version_id``.
+
+        Without ``from_block``, only the blocks since the last call for ``version_id`` are
+        scanned (less :data:`~registry.chain.events.RESCAN_DEPTH`): who ever declared the
+        version is kept, and contract calls decide who serves it now."""
+        where = {"versionId": version_id}
+        if from_block is not None:
+            candidates: dict[str, None] = {}
+            events = self._events("ServingChanged").scan(from_block, where=where)
+        else:
+            candidates = self._candidates.setdefault(version_id, {})
+            events = iter(self._serving.new_events(version_id, where))
         for ev in events:
-            candidates.setdefault(str(ev["args"]["node"]), None)
+            candidates.setdefault(str(ev.args["node"]), None)
         return self.eligible_serving(version_id, list(candidates))
 
     def eligible_serving(self, version_id: bytes, addresses: list[str]) -> list[NodeRecord]:

@@ -141,7 +141,7 @@ class Devnet:
             try:
                 dep = deployment_file.load(self.deployment_path)
                 dep.check_chain(self.chain)
-                if self.chain.w3.eth.get_code(dep.job_board):  # type: ignore[arg-type]
+                if self.chain.has_code(dep.job_board):
                     self.reused = True
                     return
             except AnchormlError:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.gateway.deps import GatewayDep
+from registry.errors import ChainError
 
 router = APIRouter(tags=["ops"])
 
@@ -18,9 +19,9 @@ async def healthz(gateway: GatewayDep) -> dict[str, Any]:
     """``ok`` with the chain head, the watcher's cursor and the in-process models; ``degraded``
     when the chain does not answer."""
     try:
-        head = await asyncio.to_thread(lambda: int(gateway.sdk.chain.w3.eth.block_number))
+        head = await asyncio.to_thread(gateway.sdk.chain.head)
         status = "ok"
-    except Exception:  # noqa: BLE001 - any transport failure means degraded
+    except ChainError:  # the chain does not answer (or answers nonsense): degraded
         head, status = -1, "degraded"
     return {
         "status": status,

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from registry.chain.events import iter_events
+from registry.chain.events import EventScanner
 from registry.clients import JobStatus
 from support.devnet import USER
 from support.gateway import CHAT, GATEWAY, MINILM, GatewayNet
@@ -101,12 +101,11 @@ def test_64_clients_no_errors_no_lost_or_duplicated_job(gateway_net: GatewayNet,
           f"overall p99 {p99 * 1000:.0f} ms — {report}")  # fmt: skip
     assert len(jobs) == len(set(jobs)) and jobs
     created = {
-        int(ev["args"]["jobId"])
-        for ev in iter_events(
-            chain.chain, chain.jobs.contract.events.JobCreated, first_block,
-            argument_filters={"requester": gateway_net.address(GATEWAY)},
+        int(ev.args["jobId"])
+        for ev in EventScanner(chain.chain, [chain.jobs], ["JobCreated"]).scan(
+            first_block, where={"requester": gateway_net.address(GATEWAY)}
         )
-    }  # fmt: skip
+    }
     assert created == set(jobs)  # nothing lost, nothing created twice
     gateway = gateway_net.sdk(GATEWAY)
     for job_id in jobs:  # refund what no worker took

@@ -244,10 +244,10 @@ def test_w5_fifty_concurrent_sends_from_one_key_all_mine(tmp_path: Path, backend
 def test_w6_job_taken_by_someone_else_costs_no_gas(
     net: Devnet, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from node.listener import ChainEvent
     from node.metrics import NodeMetrics
     from node.processor import Processor, Served
     from node.state import NodeState
+    from registry.chain.events import ChainEvent
     from registry.model.package import ModelCache
 
     requester = net.sdk(REQUESTER)

@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from registry.chain import revert_errors
+from registry.chain.events import RESCAN_DEPTH
 from registry.clients import Access, ContentRef
-from registry.clients.models import RESCAN_DEPTH, encode_license, model_id, version_id
+from registry.clients.models import encode_license, model_id, version_id
 from support.chain import (
     CODEC_DAG_PB,
     CODEC_RAW,
