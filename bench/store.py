@@ -17,7 +17,6 @@ Usage: ``.venv/bin/python -m bench.store [--size-mb 512] [--repeat 3] [--no-daem
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -112,13 +111,8 @@ def ipfs_cid_tool() -> str | None:
 
 def daemon_row(path: Path, repeat: int) -> Row:
     """Add the file to a fresh js-ipfs daemon through KuboStore."""
-    spec = importlib.util.spec_from_file_location(
-        "ipfs_daemon", ROOT / "tests" / "support" / "ipfs.py"
-    )
-    if spec is None or spec.loader is None:
-        return Row("js-ipfs daemon add", None, None, note="fixture helper missing")
-    helper = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(helper)
+    from registry.dev import ipfs as helper
+
     if not helper.available():
         return Row("js-ipfs daemon add", None, None, note="js-ipfs not installed (make npm)")
     from registry.store import KuboStore

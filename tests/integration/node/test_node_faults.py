@@ -326,7 +326,7 @@ def test_w7_rpc_faults_are_ridden_out_and_an_outage_stops_the_node(
 
 
 def test_w8_ipfs_outage_mid_job_releases_instead_of_submitting(tmp_path: Path) -> None:
-    from support.ipfs import JsIpfsDaemon
+    from registry.dev.ipfs import JsIpfsDaemon
 
     with JsIpfsDaemon() as daemon, Devnet(tmp_path, store=daemon.url) as d:
         _push_models(d)

@@ -20,10 +20,10 @@ from types import ModuleType
 import httpx
 import pytest
 
+from registry.dev.ipfs import JsIpfsDaemon
 from registry.errors import CorruptContentError
 from registry.store import CID, EmbeddedStore, KuboStore
 from registry.store.car import write_car
-from support.ipfs import JsIpfsDaemon
 
 pytestmark = pytest.mark.integration
 

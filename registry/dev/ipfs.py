@@ -3,12 +3,12 @@
 1. ``jsipfs init --empty-repo`` in a temporary ``IPFS_PATH``;
 2. rewrite the repo config: API, gateway and gRPC on free 127.0.0.1 ports, no swarm listeners,
    no bootstrap peers, delegates, MDNS or webRTCStar (nothing leaves the machine);
-3. ``jsipfs daemon --enable-preload=false`` in its own process group, with the
-   ``Promise.withResolvers`` polyfill (``tools/ipfs-polyfill.cjs``) that js-ipfs 0.66 needs on
-   Node < 22;
-4. wait until ``POST /api/v0/id`` answers; on stop, SIGTERM the group, then SIGKILL.
+3. ``jsipfs daemon --enable-preload=false`` as a child that dies with this process
+   (:mod:`registry.dev.procs`), with the ``Promise.withResolvers`` polyfill
+   (``tools/ipfs-polyfill.cjs``) that js-ipfs 0.66 needs on Node < 22;
+4. wait until ``POST /api/v0/id`` answers; on stop, SIGTERM it, then SIGKILL its group.
 
-Run as a script to get a daemon for manual work: ``python tests/support/ipfs.py``.
+Run as a module to get a daemon for manual work: ``python -m registry.dev.ipfs``.
 """
 
 from __future__ import annotations
@@ -16,14 +16,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 
 import httpx
+
+from registry.dev import procs
+from registry.dev.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 JSIPFS = ROOT / "node_modules" / ".bin" / "jsipfs"
@@ -32,13 +35,6 @@ POLYFILL = ROOT / "tools" / "ipfs-polyfill.cjs"
 
 class DaemonError(RuntimeError):
     """The daemon could not be started."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def available() -> bool:
@@ -106,15 +102,10 @@ class JsIpfsDaemon:
         if init.returncode != 0:
             raise DaemonError(f"jsipfs init failed: {init.stderr.decode(errors='replace')[-2000:]}")
         self._configure()
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [str(JSIPFS), "daemon", "--enable-preload=false"],
-                env=self._env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.log_path.unlink(missing_ok=True)
+        self.process = procs.spawn(
+            [str(JSIPFS), "daemon", "--enable-preload=false"], env=self._env(), log=self.log_path
+        )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -131,16 +122,8 @@ class JsIpfsDaemon:
 
     def stop(self) -> None:
         """Stop the daemon (its whole process group) and remove a temporary repo."""
-        proc = self.process
-        if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
-            except ProcessLookupError:
-                pass
+        if self.process is not None:
+            procs.stop([self.process], signal.SIGTERM, timeout=15)
         self.process = None
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -161,7 +144,8 @@ class JsIpfsDaemon:
 
 if __name__ == "__main__":
     with JsIpfsDaemon() as daemon:
-        print(f"js-ipfs API at {daemon.url} (repo {daemon.repo}); Ctrl-C to stop", flush=True)
+        sys.stdout.write(f"js-ipfs API at {daemon.url} (repo {daemon.repo}); Ctrl-C to stop\n")
+        sys.stdout.flush()
         try:
             signal.pause()
         except KeyboardInterrupt:
