@@ -1,7 +1,8 @@
 """The gateway as a real process (``anchorml gateway``) on a devnet, driven by real clients:
 the official ``openai`` package, unchanged, for embeddings, chat and streaming chat (with a
-token minted by ``anchorml auth token`` for the gated model); a client that cuts a stream
-leaves no generation slot taken."""
+token minted by ``anchorml auth token`` for the gated model); LangChain's ``ChatOpenAI``
+(invoke and stream), as the README shows it; a client that cuts a stream leaves no generation
+slot taken."""
 
 from __future__ import annotations
 
@@ -77,6 +78,18 @@ def test_openai_client_embeddings_chat_and_streaming(url: str) -> None:
 
     completion = client.completions.create(model=CHAT, prompt="Once upon a time", max_tokens=8)
     assert completion.choices[0].text
+
+
+def test_langchain_chat_openai_invoke_and_stream(url: str) -> None:
+    """The README's LangChain snippet: ``ChatOpenAI`` pointed at the gateway, unchanged."""
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(model=CHAT, base_url=f"{url}/v1", api_key="unused", max_tokens=12)  # type: ignore[arg-type]
+    answer = llm.invoke("Name one planet.")
+    assert isinstance(answer.content, str) and answer.content
+    assert answer.response_metadata["model_name"] == f"{CHAT}@v1"
+    streamed = "".join(str(chunk.content) for chunk in llm.stream("Name one planet."))
+    assert streamed == answer.content  # greedy: the same text either way
 
 
 def test_openai_client_on_a_gated_model_needs_a_token_with_access(
