@@ -54,9 +54,13 @@ def _faults(mode: str) -> int:
 
 @pytest.mark.integration  # each probe is a fresh Python process
 def test_freed_activations_stay_mapped_once_retained() -> None:
-    default, retained = _faults("default"), _faults("retain")
-    # glibc's defaults hand each batch's freed top back to the kernel: hundreds of faults here
-    assert default > 200, f"the probe no longer exercises trimming ({default} faults)"
+    default = _faults("default")
+    # glibc's defaults hand each batch's freed top back to the kernel: hundreds of faults on the
+    # machines this was measured on. Some machines' glibc keeps it mapped by itself (2 faults on
+    # 2026-12-07, glibc 2.36, same torch): there the probe cannot tell the setting's effect.
+    if default <= 200:
+        pytest.skip(f"glibc here does not trim the freed top ({default} faults without the setting)")
+    retained = _faults("retain")
     assert retained < 20, f"{retained} page faults with the thresholds raised"
 
 
