@@ -59,7 +59,7 @@ def test_freed_activations_stay_mapped_once_retained() -> None:
     # machines this was measured on. Some machines' glibc keeps it mapped by itself (2 faults on
     # 2026-12-07, glibc 2.36, same torch): there the probe cannot tell the setting's effect.
     if default <= 200:
-        pytest.skip(f"glibc here does not trim the freed top ({default} faults without the setting)")
+        pytest.skip(f"glibc here keeps the freed top mapped by itself ({default} faults)")
     retained = _faults("retain")
     assert retained < 20, f"{retained} page faults with the thresholds raised"
 
