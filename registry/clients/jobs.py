@@ -62,6 +62,20 @@ class JobSpec:
         """The commitment the contract stores for the input and params."""
         return _input_hash(self.input, self.params_hash)
 
+    def request(self) -> tuple[Any, ...]:
+        """The contract's ``JobRequest`` struct, as ``createJob`` takes it."""
+        return (
+            int(self.kind),
+            self.version_id,
+            self.input.codec,
+            self.input.digest,
+            self.params_hash,
+            self.deadline,
+            self.lease_seconds,
+            self.redundancy,
+            self.output_model_id,
+        )
+
 
 @dataclass(frozen=True)
 class Output:
@@ -139,18 +153,7 @@ class JobBoardClient(ContractClient):
 
     def create_job(self, spec: JobSpec, reward_wei: int) -> TxResult:
         """Post a job escrowing ``reward_wei``; ``value`` of the result is the job id."""
-        request = (
-            int(spec.kind),
-            spec.version_id,
-            spec.input.codec,
-            spec.input.digest,
-            spec.params_hash,
-            spec.deadline,
-            spec.lease_seconds,
-            spec.redundancy,
-            spec.output_model_id,
-        )
-        sent = self._send(self.contract.functions.createJob(request), value=reward_wei)
+        sent = self._send(self.contract.functions.createJob(spec.request()), value=reward_wei)
         job_id = int(self._event_args(sent, "JobCreated")["jobId"])
         return self._result(sent, job_id)
 

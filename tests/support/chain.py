@@ -375,17 +375,7 @@ class World:
 
     def request(self, spec: JobSpec) -> tuple[Any, ...]:
         """The ``JobRequest`` tuple of ``spec`` for raw contract calls."""
-        return (
-            int(spec.kind),
-            spec.version_id,
-            spec.input.codec,
-            spec.input.digest,
-            spec.params_hash,
-            spec.deadline,
-            spec.lease_seconds,
-            spec.redundancy,
-            spec.output_model_id,
-        )
+        return spec.request()
 
     def commit_all(self, job_id: int, outputs: dict[str, Output]) -> dict[str, bytes]:
         """Commit ``outputs[node]`` for each node; returns each node's salt."""
