@@ -2,7 +2,7 @@
 // Usage: node dashboard_shot.cjs URL OUT.png USER_DATA_DIR  → prints a JSON summary on stdout.
 "use strict";
 const path = require("path");
-const { chromium } = require(path.join(__dirname, "..", "..", "node_modules", "playwright-core"));
+const { chromium } = require(path.join(__dirname, "..", "..", "..", "node_modules", "playwright-core"));
 
 const [url, out, userDataDir] = process.argv.slice(2);
 const FLAGS = [
