@@ -112,7 +112,7 @@ class RawPeer:
     CHILD = (
         "import json, sys; from pathlib import Path; "
         "from bench.gateway import RawGeneration; "
-        "raw = RawGeneration(Path(sys.argv[2]), int(sys.argv[3])); print('ready', flush=True)\n"
+        "raw = RawGeneration(Path(sys.argv[1]), int(sys.argv[2])); print('ready', flush=True)\n"
         "for _ in sys.stdin: print(json.dumps(raw.measure()), flush=True)"
     )
 
