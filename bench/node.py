@@ -316,18 +316,17 @@ def _create_jobs(bench: Bench, count: int) -> tuple[dict[int, float], float]:
 
 
 class FinalizedWatcher:
-    """Polls ``JobFinalized`` logs every ``interval_s`` (the head, then the logs of new blocks)
-    and records when each job's finalization was first seen."""
+    """Polls ``JobFinalized`` events every ``interval_s`` through the SDK's one event scanner
+    (the head, then the new blocks) and records when each job's finalization was first seen."""
 
     def __init__(self, url: str, job_board: str, from_block: int, interval_s: float = 0.05) -> None:
-        from registry.chain import artifacts
         from registry.chain.connection import connect
+        from registry.chain.events import EventScanner
+        from registry.clients import JobBoardClient
 
         self.chain = connect(url)
-        self.contract = self.chain.w3.eth.contract(
-            address=self.chain.w3.to_checksum_address(job_board), abi=artifacts.load("JobBoard").abi
-        )
-        self.event = self.contract.events.JobFinalized()
+        board = JobBoardClient(self.chain, job_board)
+        self.scanner = EventScanner(self.chain, [board], ["JobFinalized"])
         self.next_block = from_block
         self.interval_s = interval_s
         self.seen: dict[int, float] = {}
@@ -344,12 +343,12 @@ class FinalizedWatcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            head = int(self.chain.w3.eth.block_number)
+            head = self.chain.head()
             if head >= self.next_block:
-                logs = self.event.get_logs(from_block=self.next_block, to_block=head)
+                events = self.scanner.fetch(self.next_block, head)
                 now = time.perf_counter()
-                for entry in logs:
-                    self.seen.setdefault(int(entry["args"]["jobId"]), now)
+                for event in events:
+                    self.seen.setdefault(int(event.args["jobId"]), now)
                 self.next_block = head + 1
             self._stop.wait(self.interval_s)
 
