@@ -138,8 +138,7 @@ class OnchainRunner:
         )
         job_id = submitted.job_id
         self.metrics.jobs_created.labels(kind=JobKind.INFER.name).inc()
-        deadline = await asyncio.to_thread(lambda: self.sdk.jobs.get_job(job_id).spec.deadline)
-        self.tracker.track(job_id, deadline)
+        self.tracker.track(job_id, submitted.deadline)
         timeout = min(
             options.timeout_s or self.config.onchain_timeout_s, self.config.onchain_timeout_s
         )
