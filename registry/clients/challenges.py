@@ -136,23 +136,22 @@ class ChallengesClient(ContractClient):
                 ``AlreadyChallenged``, ``FeeTooLow``, or the version's ``VersionNotFound`` /
                 ``VersionIsRevoked``).
         """
-        r = signed.receipt
+        return int(self.open_challenge(signed, input_codec, input_digest, value_wei).value)
+
+    def open_challenge(
+        self,
+        signed: SignedReceipt,
+        input_codec: int,
+        input_digest: bytes,
+        value_wei: int | None = None,
+    ) -> TxResult:
+        """:meth:`challenge`, returning the transaction (``value`` is the challenge id)."""
         fn = self.contract.functions.challenge(
-            (
-                r.signer,
-                r.version_id,
-                r.request_hash,
-                r.response_hash,
-                r.issued_at,
-                r.deterministic,
-            ),
-            signed.signature,
-            input_codec,
-            input_digest,
+            _receipt_tuple(signed), signed.signature, input_codec, input_digest
         )
         value = self.fee_wei() if value_wei is None else value_wei
         sent = self._send(fn, value=value)
-        return int(self._event_args(sent, "ChallengeOpened")["id"])
+        return self._result(sent, int(self._event_args(sent, "ChallengeOpened")["id"]))
 
     def resolve(self, challenge_id: int) -> TxResult:
         """Settle a challenge whose job settled; ``value`` of the result is the outcome
@@ -197,12 +196,14 @@ class ChallengesClient(ContractClient):
     def receipt_digest(self, signed: SignedReceipt) -> bytes:
         """The digest the contract computes for ``signed``'s receipt (equal to
         ``signed.digest`` when signed under this contract's :meth:`domain`)."""
-        r = signed.receipt
-        fn = self.contract.functions.receiptDigest(
-            (r.signer, r.version_id, r.request_hash, r.response_hash, r.issued_at, r.deterministic)
-        )
-        return bytes(self._read(fn))
+        return bytes(self._read(self.contract.functions.receiptDigest(_receipt_tuple(signed))))
 
     def last_challenge_id(self) -> int:
         """Id of the newest challenge (0 when none)."""
         return int(self._read(self.contract.functions.lastChallengeId()))
+
+
+def _receipt_tuple(signed: SignedReceipt) -> tuple[str, bytes, bytes, bytes, int, bool]:
+    """The contract's ``Receipt`` struct of ``signed``."""
+    r = signed.receipt
+    return (r.signer, r.version_id, r.request_hash, r.response_hash, r.issued_at, r.deterministic)
