@@ -194,35 +194,12 @@ contract Challenges is Governed {
         returns (uint64 id)
     {
         if (msg.value < fee || msg.value > type(uint96).max) revert FeeTooLow(fee, msg.value);
-        bytes32 digest = receiptDigest(r);
-        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
-        if (err != ECDSA.RecoverError.NoError) revert MalformedSignature();
-        if (recovered != r.signer) revert SignerMismatch(r.signer, recovered);
-        if (!r.deterministic) revert SampledRequest(digest);
-        if (r.issuedAt > block.timestamp) revert ReceiptFromFuture(r.issuedAt, block.timestamp);
-        uint256 closesAt = uint256(r.issuedAt) + window;
-        if (block.timestamp > closesAt) revert ReceiptExpired(r.issuedAt, closesAt);
-        uint64 earlier = challengeOf[digest];
-        if (earlier != 0) revert AlreadyChallenged(digest, earlier);
-        if (!nodes.getNode(r.signer).registered) revert NotANode(r.signer);
-
+        bytes32 digest = _checkReceipt(r, signature);
         id = ++lastChallengeId;
         challengeOf[digest] = id;
-        uint40 deadline = uint40(block.timestamp + jobTtl);
-        JobBoard.JobRequest memory job = JobBoard.JobRequest({
-            kind: JobBoard.Kind.Infer,
-            versionId: r.versionId,
-            inputCodec: inputCodec,
-            inputDigest: inputDigest,
-            paramsHash: VERIFY_PARAMS_HASH,
-            deadline: deadline,
-            leaseSeconds: jobTtl,
-            redundancy: redundancy,
-            outputModelId: bytes32(0)
-        });
-        // The board is immutable and trusted; the record below needs the id it returns.
-        // slither-disable-next-line reentrancy-no-eth,reentrancy-benign
-        uint64 jobId = board.createChallengeJob{value: msg.value}(job, r.signer);
+        // The record is written after the job is posted: it holds the job's id. `nonReentrant`
+        // and the immutable board (which calls only the registries) keep that safe.
+        uint64 jobId = _postJob(r, inputCodec, inputDigest);
         _challenges[id] = Challenge({
             challenger: msg.sender,
             fee: uint96(msg.value),
@@ -247,24 +224,20 @@ contract Challenges is Governed {
         uint64 jobId = c.jobId;
         JobBoard.Job memory job = board.getJob(jobId);
         JobBoard.Status jobStatus = job.status;
-        if (
-            (jobStatus == JobBoard.Status.Open || jobStatus == JobBoard.Status.Claimed)
-                && block.timestamp >= job.deadline
-        ) {
-            // Nobody delivered in time: settle the job here (the board refunds this contract)
-            // rather than making the challenger call `expire` first.
-            board.expire(jobId);
-            jobStatus = JobBoard.Status.Expired;
-        }
-        uint256 slashed = 0;
+        // Nobody delivered in time: the job is expired here (the board refunds this contract)
+        // rather than making the challenger call `expire` first.
+        bool undelivered = (jobStatus == JobBoard.Status.Open || jobStatus == JobBoard.Status.Claimed)
+            && block.timestamp >= job.deadline;
         if (jobStatus == JobBoard.Status.Finalized) {
             outcome = board.resultHashOf(jobId) == mismatchResultHash(c.receiptDigest) ? Status.Slashed : Status.Dismissed;
-        } else if (jobStatus == JobBoard.Status.Expired || jobStatus == JobBoard.Status.Cancelled) {
+        } else if (undelivered || jobStatus == JobBoard.Status.Expired || jobStatus == JobBoard.Status.Cancelled) {
             outcome = Status.Refunded;
         } else {
             revert NotResolvableYet(id, jobStatus);
         }
         c.status = outcome;
+        if (undelivered) board.expire(jobId);
+        uint256 slashed = 0;
         address challenger = c.challenger;
         if (outcome == Status.Slashed) {
             // The immutable node registry credits the slash to the challenger (no call out).
@@ -332,6 +305,39 @@ contract Challenges is Governed {
     }
 
     // ------------------------------------------------------------------ internal
+
+    /// @dev Revert unless `r` is a challengeable receipt signed by its signer; return its digest.
+    function _checkReceipt(Receipt calldata r, bytes calldata signature) private view returns (bytes32 digest) {
+        digest = receiptDigest(r);
+        // The error's argument (the bad length or `s`) is not needed: any error is malformed.
+        // slither-disable-next-line unused-return
+        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
+        if (err != ECDSA.RecoverError.NoError) revert MalformedSignature();
+        if (recovered != r.signer) revert SignerMismatch(r.signer, recovered);
+        if (!r.deterministic) revert SampledRequest(digest);
+        if (r.issuedAt > block.timestamp) revert ReceiptFromFuture(r.issuedAt, block.timestamp);
+        uint256 closesAt = uint256(r.issuedAt) + window;
+        if (block.timestamp > closesAt) revert ReceiptExpired(r.issuedAt, closesAt);
+        uint64 earlier = challengeOf[digest];
+        if (earlier != 0) revert AlreadyChallenged(digest, earlier);
+        if (!nodes.getNode(r.signer).registered) revert NotANode(r.signer);
+    }
+
+    /// @dev Post the re-execution job of `r`, escrowing `msg.value`, excluding the signer.
+    function _postJob(Receipt calldata r, uint8 inputCodec, bytes32 inputDigest) private returns (uint64) {
+        JobBoard.JobRequest memory job = JobBoard.JobRequest({
+            kind: JobBoard.Kind.Infer,
+            versionId: r.versionId,
+            inputCodec: inputCodec,
+            inputDigest: inputDigest,
+            paramsHash: VERIFY_PARAMS_HASH,
+            deadline: uint40(block.timestamp + jobTtl),
+            leaseSeconds: jobTtl,
+            redundancy: redundancy,
+            outputModelId: bytes32(0)
+        });
+        return board.createChallengeJob{value: msg.value}(job, r.signer);
+    }
 
     function _buildDomainSeparator() private view returns (bytes32) {
         return keccak256(abi.encode(DOMAIN_TYPEHASH, keccak256("anchorml"), keccak256("1"), block.chainid, address(this)));
