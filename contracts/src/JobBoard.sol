@@ -16,6 +16,9 @@ import {NodeRegistry} from "./NodeRegistry.sol";
 ///            the reveal window. A strict majority of equal outputs wins the reward; dissenters and
 ///            silent claimants are slashed.
 ///         4. Nobody delivered by the deadline: `expire` (callable by anyone) refunds the requester.
+///         The Challenges contract posts re-execution jobs with `createChallengeJob`: no access
+///         check on the version (gated models' answers can be challenged) and one excluded node
+///         (the accused signer) that may not claim.
 ///         A lease that lapses reopens its slot and slashes the lapsed claimant. Model-producing
 ///         jobs (TRAIN, FINETUNE, COMPRESS) register the result as a new version of the
 ///         requester's output model, with the input version as parent.

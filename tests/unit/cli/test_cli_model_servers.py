@@ -1,5 +1,6 @@
 """`anchorml model servers` as a model owner types it, on an embedded devnet: allow nodes,
-restrict serving to them, deny one, open again; a stranger's change is a one-line typed error."""
+restrict serving to them, deny one, open again; a stranger's change is a one-line typed error.
+And the SDK built from the devnet's deployment file reaches its Challenges contract."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from registry.chain.deployment import DeployParams
 from registry.clients import ContentRef
 from registry.clients.models import version_id
 from registry.dev.devnet import OWNER, Devnet
@@ -67,3 +69,11 @@ def test_bad_address_and_non_owner_are_one_line_errors(net: Devnet) -> None:
     assert stranger.returncode == 1, stranger.stdout
     lines = stranger.stderr.strip().splitlines()
     assert len(lines) == 1 and "NotModelOwner" in lines[0], stranger.stderr
+
+
+def test_the_sdk_reaches_the_deployed_challenges_contract(net: Devnet) -> None:
+    sdk = net.sdk(None)
+    assert sdk.challenges.address == sdk.deployment.challenges
+    assert sdk.challenges.fee_wei() == DeployParams().challenge_fee_wei
+    assert sdk.challenges.window_s() == DeployParams().challenge_window_s
+    assert sdk.challenges.domain().verifying_contract == sdk.deployment.challenges
