@@ -130,7 +130,8 @@ contract Challenges is Governed {
     error ChallengeNotFound(uint64 challengeId);
     /// @notice The challenge was resolved already (with `status`).
     error AlreadyResolved(uint64 challengeId, Status status);
-    /// @notice The re-execution job has not settled yet (it is `jobStatus`).
+    /// @notice The re-execution job has not settled yet (it is `jobStatus`). A k > 1 job whose
+    ///         reveal window closed is settled with the board's `finalize` first.
     error NotResolvableYet(uint64 challengeId, JobBoard.Status jobStatus);
     /// @notice The parameters are out of their bounds.
     error InvalidChallengeParams();

@@ -442,6 +442,33 @@ def test_forged_receipt_is_slashed_with_three_re_executors(env: World, store: Co
         assert env.credit(env.board, env.actors[name].address) == FEE // 3
 
 
+def test_a_node_leaving_right_after_signing_is_still_slashed(
+    env: World, store: ContentStore
+) -> None:
+    issued = env.now()
+    signed = receipt(env, "node1", issued_at=issued)
+    env.node1.nodes.request_unstake()  # tries to run with its stake
+    unlock = int(env.node("node1").unlock_at)
+    stake = env.stake("node1")
+    # challenged at the last second of the window, delivered at the job's deadline - 1
+    transact_at(env.user.wallet, challenge_fn(env, signed), issued + WINDOW, value=FEE)
+    job_id = env.user.challenges.get(1).job_id
+    env.node2.jobs.claim(job_id)
+    out = store_verdict(store, signed.digest, Verdict.MISMATCH)
+    fn = env.board.functions.submitResult(
+        job_id, out.content.codec, out.content.digest, out.sha256, out.size
+    )
+    transact_at(env.node2.wallet, fn, env.job(job_id)["deadline"] - 1)
+    assert env.now() < unlock  # window + job TTL (+ reveal window) < unstake delay
+    env.user.challenges.resolve(1)
+    assert env.stake("node1") == stake - FAULT_SLASH
+    env.warp(unlock)
+    env.node1.nodes.withdraw_stake()
+    assert env.credit(env.node_registry, env.node1.address) == stake - FAULT_SLASH
+    with reverts(revert_errors.NotANode, signer=env.node1.address):  # gone: nothing to slash
+        open_challenge(env, receipt(env, "node1", seed="later"))
+
+
 @pytest.mark.parametrize("verdict", [Verdict.MATCH, Verdict.INVALID])
 def test_honest_receipt_challenge_loses_the_fee(
     env: World, store: ContentStore, verdict: Verdict
