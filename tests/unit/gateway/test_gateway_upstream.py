@@ -11,7 +11,8 @@ import asyncio
 
 from api.gateway.index import LogMeta, RegistryIndex
 from api.gateway.metrics import GatewayMetrics
-from api.gateway.upstream import WorkerPool
+from api.gateway.upstream import PoolSettings, WorkerPool
+from node.serving import receipt_domain
 from registry.clients.models import version_id
 from support.chain import PUBLIC, V1, RpcCalls, World
 
@@ -23,7 +24,10 @@ def _declare(index: RegistryIndex, node: str, vid: bytes, serving: bool = True) 
 
 def _candidates(env: World, index: RegistryIndex, vid: bytes) -> list[str]:
     async def run() -> list[str]:
-        pool = WorkerPool(env.user.nodes, GatewayMetrics(), index.serving)
+        pool = WorkerPool(
+            env.user.nodes, GatewayMetrics(), index.serving, receipt_domain(env.deployment),
+            PoolSettings(allow_private=True),  # the world's nodes declare loopback endpoints
+        )  # fmt: skip
         try:
             return [u.address for u in await pool.candidates(vid)]
         finally:
