@@ -322,7 +322,9 @@ class WorkerPool:
         factor = min(2 ** (upstream.strikes - 1), MAX_BACKOFF_FACTOR)
         upstream.down_until = time.monotonic() + self.settings.backoff_s * factor
         self.metrics.rejected_answers.labels(reason=exc.reason).inc()
-        log.warning("dropped an answer of worker %s (%s): %s", upstream.address, exc.reason, exc)
+        # the first of a streak is news; the rest are counted (metrics, /v1/nodes)
+        level = logging.WARNING if upstream.strikes == 1 else logging.DEBUG
+        log.log(level, "dropped an answer of worker %s (%s): %s", upstream.address, exc.reason, exc)
 
     async def _relay(
         self, upstream: Upstream, expected: Expected, response: httpx.Response, stream: bool

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
@@ -59,12 +60,6 @@ class WorkerServing(Service):
         )
         self.runtime = InferenceRuntime(node.cache, config, ServingMetrics.for_node(node.metrics))
         self.service = OpenAIService(self.runtime)
-        wallet = node.sdk.wallet
-        self.grants = GrantChecker(
-            receipt_domain(node.sdk.deployment),
-            wallet.address if wallet is not None else "0x" + "00" * 20,
-            node.config.trusted_gateways,
-        )
 
     def mount(self, app: FastAPI) -> None:
         """Add the OpenAI-compatible routes for the served versions to the worker's app."""
@@ -74,6 +69,16 @@ class WorkerServing(Service):
         )  # fmt: skip
         app.include_router(router)
         add_embeddings_fast_path(app, self.service, self.authorize, run_here)
+
+    @cached_property
+    def grants(self) -> GrantChecker:
+        """The check of gateways' grants to this node (built on the first gated request)."""
+        wallet = self.node.sdk.wallet
+        return GrantChecker(
+            receipt_domain(self.node.sdk.deployment),
+            wallet.address if wallet is not None else "0x" + "00" * 20,
+            self.node.config.trusted_gateways,
+        )
 
     async def authorize(self, ref: str, request: Request) -> Target:
         """Resolve ``ref``; refuse versions this node does not serve and callers without access

@@ -32,11 +32,14 @@ def url(gateway_net: GatewayNet) -> Iterator[str]:
             key,
             serves[name],
             kinds='["INFER"]',
+            trusted_gateways=gateway_net.address(GATEWAY),
             data_dir=str(gateway_net.root / f"{name}-data"),
         )  # own model cache each: see the report on ModelCache races across processes
     for name in WORKERS:
         gateway_net.devnet.wait_log(name, " up: ", timeout=300)
-    yield gateway_net.serve_gateway("gw-workers", inprocess="false", rate_limit_per_s="0")
+    yield gateway_net.serve_gateway(
+        "gw-workers", inprocess="false", rate_limit_per_s="0", allow_private_workers="true"
+    )
     gateway_net.stop_gateways()
     gateway_net.devnet.stop_nodes()  # later modules must not see these workers take their jobs
 
