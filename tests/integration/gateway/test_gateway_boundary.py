@@ -293,11 +293,11 @@ def test_no_forged_answer_reaches_a_caller_and_each_is_counted(
     answers = asyncio.run(run())
     for text, response in answers:
         assert response.status_code == 200, response.text
-        assert response.headers["x-content-type-options"] == "nosniff"
-        receipt = SignedReceipt.from_header(response.headers[RECEIPT_HEADER])
-        assert receipt.recover() == honest
         got = response.json()["data"][0]["embedding"]
         assert max(abs(a - b) for a, b in zip(got, reference[text], strict=True)) <= 1e-4
+        receipt = SignedReceipt.from_header(response.headers[RECEIPT_HEADER])
+        assert receipt.recover() == honest
+        assert response.headers["x-content-type-options"] == "nosniff"
     metrics = httpx.get(f"{url}/metrics", timeout=60).text
     name = "anchorml_gateway_rejected_answers_total"
     forged, wrong = proxies[FORGER].forged, proxies[WRONG_KEY].forged
