@@ -32,7 +32,7 @@ from node.serving.errors import (
     UnsupportedParameterError,
     to_response,
 )
-from node.serving.grants import GrantChecker, receipt_domain
+from node.serving.grants import GrantChecker, receipt_domain, same_domain
 from node.serving.handlers import (
     Call,
     Limits,
@@ -106,5 +106,6 @@ __all__ = [
     "receipt_domain",
     "retain_freed_memory",
     "run_here",
+    "same_domain",
     "to_response",
 ]

@@ -72,6 +72,7 @@ class WorkerProxy:
         self.received: list[dict[str, str]] = []
         self.forged = 0
         self.lock = threading.Lock()
+        self.client: httpx.AsyncClient | None = None
         app = Starlette(routes=[Route("/{path:path}", self.handle, methods=["GET", "POST"])])
         self.server = ThreadServer(app)
 
@@ -80,11 +81,13 @@ class WorkerProxy:
         headers = {k: v for k, v in request.headers.items() if k not in ("host", "content-length")}
         with self.lock:
             self.received.append(dict(request.headers))
-        async with httpx.AsyncClient(timeout=120) as client:
-            answer = await client.request(
-                request.method, f"http://127.0.0.1:{self.worker_port}{request.url.path}",
-                content=body, headers=headers,
-            )  # fmt: skip
+        if self.client is None:  # one client, made on the server's loop (a client per request
+            # costs an SSL context: tens of ms of CPU each)
+            self.client = httpx.AsyncClient(timeout=120)
+        answer = await self.client.request(
+            request.method, f"http://127.0.0.1:{self.worker_port}{request.url.path}",
+            content=body, headers=headers,
+        )  # fmt: skip
         endpoint = PATHS.get(request.url.path)
         if endpoint is None or answer.status_code != 200 or self.mode == "plain":
             return Response(answer.content, answer.status_code, media_type="application/json")
