@@ -148,7 +148,7 @@ def net(gateway_net: GatewayNet) -> Iterator[dict[str, Any]]:
         gateway_net.devnet.wait_log(f"wb-{key}", " up: ", timeout=300)
     url = gateway_net.serve_gateway(
         "gw-boundary", inprocess="false", rate_limit_per_s="0", allow_private_workers="true",
-        worker_backoff_s="0.02",  # bad workers are tried again soon (at most every 0.64 s)
+        worker_backoff_s="0",  # bad workers stay in the rotation: each answer of theirs checked
     )  # fmt: skip
     try:
         yield {"url": url, "proxies": proxies, "versions": versions}
@@ -304,7 +304,7 @@ def test_no_forged_answer_reaches_a_caller_and_each_is_counted(
     metrics = httpx.get(f"{url}/metrics", timeout=60).text
     name = "anchorml_gateway_rejected_answers_total"
     forged, wrong = proxies[FORGER].forged, proxies[WRONG_KEY].forged
-    assert forged >= 10 and wrong >= 10, (forged, wrong)
+    assert forged >= 100 and wrong >= 100, (forged, wrong)
     assert _metric(metrics, name, '{reason="response_hash"}') == forged
     assert _metric(metrics, name, '{reason="signature"}') == wrong
     for proxy in proxies.values():  # what each real worker received
