@@ -85,7 +85,9 @@ def test_streamed_chat_is_relayed_from_the_worker(url: str) -> None:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         lines = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "[DONE]"
-    text = "".join(json.loads(x)["choices"][0]["delta"].get("content") or "" for x in lines[:-1])
+    chunks = [json.loads(x) for x in lines[:-1]]
+    assert "receipt" in chunks[-1]["anchorml"]  # the last event carries the checked receipt
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == whole["choices"][0]["message"]["content"]
 
 
