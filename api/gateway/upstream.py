@@ -12,7 +12,8 @@ Each request goes to the healthy candidate with the fewest requests in flight fr
 worker gets the request with a grant signed by the gateway for that worker, version and request
 — never the caller's credentials — at the pinned address. Then:
 
-1. a worker that refuses the connection is skipped for ``backoff_s``; the next one is tried;
+1. a worker that refuses the connection (or drops it before its answer is whole) is skipped for
+   ``backoff_s``; the next one is tried;
 2. an error answer (4xx/5xx with an OpenAI error body) is relayed as the gateway's own error;
 3. a 200 answer must be JSON (or SSE when streaming) with a receipt that holds
    (:mod:`api.gateway.answers`); otherwise it is dropped, counted
@@ -287,6 +288,10 @@ class WorkerPool:
             except BadAnswerError as exc:
                 self._reject(upstream, exc)
                 failure = Failure.BAD
+            except httpx.TransportError as exc:  # it went away before its answer was whole
+                upstream.down_until = time.monotonic() + self.settings.backoff_s
+                reason = type(exc).__name__
+                log.warning("worker %s failed mid-answer (%s)", upstream.address, reason)
 
     @staticmethod
     def _busy(candidates: list[Upstream], tried: set[int]) -> bool:
