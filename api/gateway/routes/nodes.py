@@ -1,7 +1,10 @@
 """Worker nodes: stake, endpoint, served versions and delivery record.
 
 Each node's current stake, eligibility and slash count are read from NodeRegistry; the served
-versions, deliveries (jobs finalized with its result) and slashes are counted from events.
+versions, deliveries (jobs finalized with its result) and slashes are counted from events. Each
+registered node's endpoint is checked as routing checks it: ``endpoint_error`` says why the
+gateway refuses to call it (None: it may), and ``rejected_answers`` counts the answers of that
+node the gateway dropped because their receipts did not hold.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class NodeOut(BaseModel):
     slashes: int
     slashed_wei: int
     inflight: int
+    endpoint_error: str | None
+    rejected_answers: int
 
 
 class NodeListOut(BaseModel):
@@ -76,4 +81,10 @@ async def list_nodes(gateway: FreshGatewayDep) -> Any:
     ]
     inflight = gateway.pool.inflight()
     rows = await asyncio.to_thread(_read, gateway, entries, inflight)
+    rejected = gateway.pool.rejected()
+    for row in rows:
+        if row["registered"]:
+            await gateway.pool.vet(row["address"], row["endpoint"])
+        row["endpoint_error"] = gateway.pool.endpoint_problems().get(row["address"])
+        row["rejected_answers"] = rejected.get(row["address"], 0)
     return json_response({"object": "list", "data": rows})
