@@ -8,7 +8,6 @@ so tests can build the app around any SDK handle.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -150,7 +149,7 @@ def build(config: GatewayConfig, sdk: Anchorml, metrics: GatewayMetrics | None =
             grant_ttl_s=config.grant_ttl_s,
             receipt_skew_s=config.receipt_skew_s,
         ),
-        signer=signer, may_serve=owner_allows(sdk),
+        signer=signer, may_serve=sdk.models.may_serve,
     )  # fmt: skip
     tracker = JobTracker(sdk)
     gateway = Gateway(
@@ -194,16 +193,6 @@ def gateway_signer(config: GatewayConfig, sdk: Anchorml) -> Signer | None:
     if sdk.wallet is None:
         return None
     return Signer(bytes(sdk.wallet.account.key))
-
-
-def owner_allows(sdk: Anchorml) -> Callable[[bytes, str], bool] | None:
-    """The model owners' server restriction (``ModelRegistry.mayServe``) as the pool's filter.
-
-    TODO(issue 16): the contracts helper adds ``sdk.models.may_serve``; until that is merged
-    the filter is off (None) and every eligible node is routed to.
-    """
-    may_serve = getattr(sdk.models, "may_serve", None)
-    return may_serve if callable(may_serve) else None
 
 
 # --- request dependencies ----------------------------------------------------------------------
