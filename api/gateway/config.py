@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from registry.config import load_config_file
@@ -39,6 +39,12 @@ class GatewayConfig(BaseSettings):
         onchain_timeout_s: how long an on-chain request waits for its job to settle.
         onchain_reward_wei, max_reward_wei: default and largest reward the gateway escrows.
         job_deadline_s, job_lease_s: deadline and lease of jobs the gateway creates.
+        key, key_file: the key that signs the receipts of in-process answers
+            (``ANCHORML_GATEWAY_KEY``, hex, or ``ANCHORML_GATEWAY_KEY_FILE``); default: the
+            gateway's wallet key (``ANCHORML_PRIVATE_KEY``). Register it in NodeRegistry like
+            a node's (``anchorml up`` does), so verifiers see it staked.
+        receipts: sign in-process answers (default on; off only to measure what signing costs,
+            ``bench/gateway.py``).
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
@@ -66,6 +72,9 @@ class GatewayConfig(BaseSettings):
     max_reward_wei: int = Field(default=10**18, ge=1)
     job_deadline_s: int = Field(default=900, ge=60)
     job_lease_s: int = Field(default=300, ge=10)
+    key: SecretStr | None = None
+    key_file: Path | None = None
+    receipts: bool = True
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewayConfig:
@@ -77,6 +86,8 @@ class GatewayConfig(BaseSettings):
             raise ValueError("job_lease_s must not exceed job_deadline_s")
         if self.onchain_timeout_s > self.job_deadline_s:
             raise ValueError("onchain_timeout_s must not exceed job_deadline_s")
+        if self.key is not None and self.key_file is not None:
+            raise ValueError("set one of key and key_file, not both")
         return self
 
 

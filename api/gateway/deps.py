@@ -8,6 +8,7 @@ so tests can build the app around any SDK handle.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -21,15 +22,35 @@ from api.gateway.onchain import JobTracker, OnchainRunner
 from api.gateway.store import CountingStore, normalize, tree_cids
 from api.gateway.upstream import WorkerPool
 from api.gateway.watcher import ChainWatcher
-from node.serving import Catalog, InferenceRuntime, Limits, OpenAIService, RuntimeConfig, Target
+from node.serving import (
+    Catalog,
+    InferenceRuntime,
+    Limits,
+    Notary,
+    OpenAIService,
+    RuntimeConfig,
+    Target,
+    receipt_domain,
+)
+from registry.chain.connection import load_account
 from registry.clients import Access
 from registry.model.package import ModelCache
+from registry.receipts import Domain, Signer
 from registry.sdk import Anchorml
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Gateway:
-    """The gateway's long-lived components."""
+    """The gateway's long-lived components.
+
+    ``signer`` is the gateway's own key (:func:`gateway_signer`): it signs the receipts of
+    in-process answers (through ``service``'s notary) and the grants the gateway gives workers;
+    ``domain`` is the EIP-712 domain both are signed and checked in
+    (:func:`node.serving.receipt_domain`). Without a key ``signer`` is None and in-process
+    answers carry no receipt.
+    """
 
     config: GatewayConfig
     sdk: Anchorml
@@ -44,6 +65,8 @@ class Gateway:
     watcher: ChainWatcher
     tracker: JobTracker
     onchain: OnchainRunner
+    signer: Signer | None
+    domain: Domain
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     _gated_cids: set[str] | None = None
     _generation: int = 0
@@ -99,6 +122,22 @@ def _gated_only(store: CountingStore, trees: list[tuple[str, bool]]) -> set[str]
     return normalize(gated) - normalize(public)
 
 
+def gateway_signer(config: GatewayConfig, sdk: Anchorml) -> Signer | None:
+    """The gateway's signing key: ``key`` or ``key_file`` from its config, else its wallet's
+    key, else None.
+
+    Raises:
+        ConfigError: an unreadable key file or a malformed key.
+    """
+    if config.key is not None or config.key_file is not None:
+        secret = config.key.get_secret_value() if config.key is not None else None
+        account = load_account(secret, str(config.key_file) if config.key_file else None)
+        return Signer(bytes(account.key))
+    if sdk.wallet is not None:
+        return Signer(bytes(sdk.wallet.account.key))
+    return None
+
+
 def build(config: GatewayConfig, sdk: Anchorml, metrics: GatewayMetrics | None = None) -> Gateway:
     """Wire the components around a connected SDK handle."""
     metrics = metrics or GatewayMetrics()
@@ -129,6 +168,11 @@ def build(config: GatewayConfig, sdk: Anchorml, metrics: GatewayMetrics | None =
         timeout_s=config.worker_timeout_s,
     )  # fmt: skip
     tracker = JobTracker(sdk)
+    signer, domain = gateway_signer(config, sdk), receipt_domain(sdk.deployment)
+    notary = Notary(signer, domain) if signer is not None and config.receipts else None
+    if notary is None and config.inprocess:
+        why = "receipts are off" if signer is not None else "no key (ANCHORML_GATEWAY_KEY)"
+        log.warning("in-process answers carry no receipt: %s", why)
     gateway = Gateway(
         config=config,
         sdk=sdk,
@@ -137,12 +181,14 @@ def build(config: GatewayConfig, sdk: Anchorml, metrics: GatewayMetrics | None =
         catalog=catalog,
         limiter=RateLimiter(config.rate_limit_per_s, config.rate_limit_burst),
         runtime=runtime,
-        service=OpenAIService(runtime, limits),
+        service=OpenAIService(runtime, limits, notary),
         pool=pool,
         index=index,
         watcher=ChainWatcher(sdk, index, lambda _views: None, interval_s=config.watch_interval_s),
         tracker=tracker,
         onchain=OnchainRunner(sdk, store, tracker, config, metrics),
+        signer=signer,
+        domain=domain,
     )
     gateway.watcher.on_change = gateway.on_change
     gateway.watcher.on_tick = gateway.refresh_caches
