@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from eth_utils import is_hex_address, keccak, to_checksum_address
+from eth_utils import is_hex_address, to_checksum_address
 
 from registry.receipts.errors import GrantError, ReceiptError
+from registry.receipts.keccak import keccak
 from registry.receipts.keys import Signer, recover
 
 DOMAIN_NAME = "anchorml"
