@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -26,6 +27,7 @@ from node.serving import (
     Target,
     add_embeddings_fast_path,
     create_openai_router,
+    receipt_domain,
     run_here,
 )
 from node.serving.schemas import ModelCard
@@ -266,3 +268,31 @@ def test_unsigned_service_answers_without_receipt() -> None:
         response = _post(http, "/v1/embeddings", {"model": "minilm", "input": "x"})
     assert "anchorml" not in response.json() and RECEIPT_HEADER not in response.headers
     assert response_hash("embeddings", response.json())  # still a valid answer
+
+
+# --- the worker's wiring -------------------------------------------------------------------------
+
+
+def test_the_worker_signs_with_the_nodes_own_key_in_the_deployments_domain() -> None:
+    """``node.main`` gives the serving runtime a notary with the key the node registers on
+    chain, in the deployment's domain: its Challenges contract, or before that contract
+    exists, its NodeRegistry."""
+    from eth_account import Account
+
+    from node.main import _serving
+    from node.metrics import NodeMetrics
+
+    account = Account.from_key(KEY)
+    registry, challenges = "0x" + "12" * 20, "0x" + "34" * 20
+    deployment = SimpleNamespace(chain_id=5, node_registry=to_checksum_address(registry))
+    node = SimpleNamespace(
+        sdk=SimpleNamespace(wallet=SimpleNamespace(account=account), deployment=deployment,
+                            models=None),
+        config=SimpleNamespace(batch_size=4, batch_wait_ms=1.0), cache=None, metrics=NodeMetrics(),
+    )  # fmt: skip
+    notary = _serving(node).service.notary  # type: ignore[arg-type]
+    assert notary.address == account.address
+    assert notary.signer.public_key == account._key_obj.public_key.to_compressed_bytes()
+    assert notary.domain == Domain(5, to_checksum_address(registry))
+    deployment.challenges = to_checksum_address(challenges)
+    assert receipt_domain(deployment).verifying_contract == to_checksum_address(challenges)  # type: ignore[arg-type]
