@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from eth_utils import to_checksum_address
+
 from registry.receipts import (
     RECEIPT_HEADER,
     Domain,
@@ -43,7 +45,7 @@ def receipt_domain(deployment: Deployment) -> Domain:
     contract (the one that checks receipts on chain); before that contract is deployed, the
     NodeRegistry. The one place this choice is made (the worker and the gateway sign in it)."""
     contract = getattr(deployment, "challenges", None) or deployment.node_registry
-    return Domain(chain_id=deployment.chain_id, verifying_contract=contract)
+    return Domain(chain_id=deployment.chain_id, verifying_contract=to_checksum_address(contract))
 
 
 def signed_request(endpoint: str, body: Any, version_id: bytes) -> dict[str, Any]:
