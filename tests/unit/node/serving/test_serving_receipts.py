@@ -296,3 +296,35 @@ def test_the_worker_signs_with_the_nodes_own_key_in_the_deployments_domain() -> 
     assert notary.domain == Domain(5, to_checksum_address(registry))
     deployment.challenges = to_checksum_address(challenges)
     assert receipt_domain(deployment).verifying_contract == to_checksum_address(challenges)  # type: ignore[arg-type]
+
+
+def test_no_signing_work_comes_before_a_streams_first_token() -> None:
+    """The first-token budget (≤ 2 ms) holds by construction: a stream's receipt is built after
+    its last token. The signer records when it is called; the client, when the first text
+    arrives (a 48-token answer leaves the decode loop busy long after that)."""
+    import time
+
+    calls: list[float] = []
+
+    class Recording(Signer):
+        def sign(self, digest: bytes) -> bytes:
+            calls.append(time.perf_counter())
+            return super().sign(digest)
+
+    sent = {"model": "smollm2", "messages": [{"role": "user", "content": "Tell a long story."}],
+            "max_tokens": 48, "stream": True}  # fmt: skip
+    first_text = 0.0
+    with (
+        ThreadServer(serving_app(Notary(Recording(KEY), DOMAIN))) as running,
+        httpx.Client(base_url=running.url, timeout=300) as http,
+        http.stream("POST", "/v1/chat/completions", json=sent) as response,
+    ):
+        lines = []
+        for line in response.iter_lines():
+            if not first_text and '"content":"' in line and '"content":""' not in line:
+                first_text = time.perf_counter()
+                assert calls == []  # nothing signed yet
+            lines.append(line)
+    events = sse_events(lines)
+    assert first_text and len(calls) == 1 and calls[0] > first_text
+    assert "anchorml" in events[-1]
