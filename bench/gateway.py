@@ -345,9 +345,9 @@ def receipt_cost_us(samples: int = 2000) -> dict[str, float]:
         Notary,
         chat_body,
         embedding_body,
+        embeddings_hash,
         signed_request,
     )
-    from node.serving.receipts import embeddings_hash
     from registry.receipts import Domain, Signer
 
     notary = Notary(Signer(hashlib.sha256(b"bench").digest()), Domain(1, "0x" + "00" * 20))

@@ -50,7 +50,7 @@ from node.serving.http import (
 )
 from node.serving.lanes import default_lanes
 from node.serving.metrics import LATENCY_BUCKETS, ServingMetrics
-from node.serving.receipts import Notary, receipt_domain, signed_request
+from node.serving.receipts import Notary, embeddings_hash, receipt_domain, signed_request
 from node.serving.router import (
     Bodies,
     add_embeddings_fast_path,
@@ -100,6 +100,7 @@ __all__ = [
     "default_lanes",
     "dumps",
     "embedding_body",
+    "embeddings_hash",
     "error_body",
     "freeze_gc_after_loads",
     "json_response",
