@@ -3,10 +3,12 @@
 The devnet itself (chain, contracts, store, demo models) is :class:`registry.dev.devnet.Devnet`;
 this module checks what `anchorml up` was asked for (:func:`preflight`) and runs ``anchorml
 node run`` and ``anchorml gateway`` processes on the devnet (:class:`Supervisor`), which the
-tests and ``bench/`` use too. Every child dies with the supervisor, however it ends: each is
-started in a process group that :meth:`Supervisor.stop` signals, and with the kernel's
-parent-death signal for the exits nothing can clean up after (SIGKILL, an OOM kill); see
-:mod:`registry.dev.procs`.
+tests and ``bench/`` use too. A gateway's signing key is registered in NodeRegistry like a
+node's before it starts (:func:`register_gateway_key`), so the receipts of its in-process
+answers verify as those of a staked signer. Every child dies with the supervisor, however it
+ends: each is started in a process group that :meth:`Supervisor.stop` signals, and with the
+kernel's parent-death signal for the exits nothing can clean up after (SIGKILL, an OOM kill);
+see :mod:`registry.dev.procs`.
 """
 
 from __future__ import annotations
@@ -19,10 +21,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from eth_account import Account
+
+from registry.clients.base import TxResult
+from registry.clients.nodes import ensure_registered
 from registry.dev import procs
 from registry.dev.anvil import ANVIL
-from registry.dev.devnet import CHAINS, WORKER_KEYS, Devnet
+from registry.dev.devnet import CHAINS, KEYS, WORKER_KEYS, Devnet
 from registry.errors import ConfigError
+from registry.receipts import Signer
 
 DATA_FORMAT = 1
 
@@ -69,6 +76,17 @@ def preflight(o: UpOptions) -> None:
             )
     o.data_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"format": DATA_FORMAT}) + "\n")
+
+
+def register_gateway_key(devnet: Devnet, key_index: int, endpoint: str) -> TxResult | None:
+    """Register dev account ``key_index`` — the key a gateway started by :class:`Supervisor`
+    signs its in-process answers with (its wallet key: ``ANCHORML_GATEWAY_KEY`` unset) — in
+    NodeRegistry with the minimum stake, its compressed public key and the gateway's URL, as a
+    worker registers (:func:`registry.clients.nodes.ensure_registered`). It declares no
+    versions, so the gateway never routes to itself. Returns the transaction, or None when the
+    key already was registered there and eligible."""
+    signer = Signer(bytes(Account.from_key(KEYS[key_index]).key))
+    return ensure_registered(devnet.sdk(key_index).nodes, endpoint, signer.public_key)
 
 
 class Supervisor:
@@ -125,19 +143,21 @@ class Supervisor:
         log_level: str | None = None,
         **config: str,
     ) -> str:
-        """Start ``anchorml gateway`` signing as ``key_index``; ``config`` items become
+        """Start ``anchorml gateway`` signing as ``key_index`` (jobs and receipts; that key is
+        first registered as a node's: :func:`register_gateway_key`); ``config`` items become
         ``ANCHORML_GATEWAY_<NAME>`` variables. Returns its URL once it answers /healthz.
 
         Raises:
             ConfigError: it exited or did not answer in time.
         """
+        url = f"http://{host}:{port}"
+        register_gateway_key(self.devnet, key_index, url)
         env = {"ANCHORML_GATEWAY_HOST": host, "ANCHORML_GATEWAY_PORT": str(port)}
         env.update(_variables("ANCHORML_GATEWAY_", config))
         args = ["gateway", "--host", host, "--port", str(port)]
         if log_level is not None:
             args += ["--log-level", log_level]
         proc = self.spawn(name, args, key_index, env)
-        url = f"http://{host}:{port}"
         try:
             procs.wait_http(f"{url}/healthz", proc, self.log_path(name))
         except procs.ChildFailed as exc:

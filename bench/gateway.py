@@ -14,9 +14,17 @@
    ``generate``) + 50 ms, each side measured the same way: three one-token runs back to back,
    median; the first of the three, after the side sat idle, is reported as "cold".
    Goals: ≥ 0.9× raw decode, first token ≤ prefill + 50 ms.
-4. Print markdown tables and stop every process.
+4. Receipts: a second gateway with ``receipts = false`` runs beside the first (which signs every
+   in-process answer); embeddings texts/s (``--requests`` per side and round, in two halves)
+   and chat time to first token are measured on both, in the order A B B A in each of
+   ``--receipts-repeat`` rounds (A alternating between rounds), and reported as
+   the median of per-round ratios (embeddings, signed ÷ unsigned) and differences (first
+   token, signed − unsigned) with their range; plus what one receipt costs in this process
+   (hashes and signature, median of many). Goals: ≥ 0.95× unsigned, ≤ 2 ms on a first token.
+5. Print markdown tables and stop every process.
 
-Each round waits (at most 3 min) until the machine is ≥ 85 % idle: it may be shared.
+Each round waits (at most 3 min; receipts rounds ``--quiet-wait-s``) until the machine is ≥ 85 %
+idle: it may be shared. ``--skip-peers`` runs only the receipts comparison.
 
 Usage: ``.venv/bin/python -m bench.gateway [--requests 1024] [--concurrency 32] [--repeat 5]``
 """
@@ -254,6 +262,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-wait-ms", default="10", help="the gateway's W")
     parser.add_argument("--skip-chat", action="store_true")
     parser.add_argument("--skip-embeddings", action="store_true")
+    parser.add_argument("--skip-peers", action="store_true", help="only the receipts comparison")
+    parser.add_argument("--skip-receipts", action="store_true")
+    parser.add_argument("--receipts-repeat", type=int, default=5)
+    parser.add_argument(
+        "--quiet-wait-s", type=float, default=180.0, help="receipts rounds: wait for idle, at most"
+    )
     args = parser.parse_args(argv)
 
     from api.up import Supervisor
@@ -269,12 +283,22 @@ def main(argv: list[str] | None = None) -> None:
             net.publish_demo(model)
         gateways = Supervisor(net)
         try:
+            config = {"rate_limit_per_s": "0", "batch_size": args.batch_size,
+                      "batch_wait_ms": args.batch_wait_ms}  # fmt: skip
             url = gateways.start_gateway(
-                ADMIN, "127.0.0.1", free_port(), "bench-gateway", log_level="warning",
-                rate_limit_per_s="0", batch_size=args.batch_size,
-                batch_wait_ms=args.batch_wait_ms,
-            )  # fmt: skip
-            _compare(args, url, root)
+                ADMIN, "127.0.0.1", free_port(), "bench-gateway", log_level="warning", **config
+            )
+            if not args.skip_peers:
+                _compare(args, url, root)
+            if not args.skip_receipts:
+                unsigned = gateways.start_gateway(
+                    ADMIN, "127.0.0.1", free_port(), "bench-gateway-unsigned",
+                    log_level="warning", receipts="false", **config,
+                )  # fmt: skip
+                pids = {name: proc.pid for name, proc in gateways.children}
+                servers = {"signed": (url, pids["bench-gateway"]),
+                           "unsigned": (unsigned, pids["bench-gateway-unsigned"])}  # fmt: skip
+                print(receipts_comparison(args, servers))
         finally:
             gateways.stop()
 
@@ -292,6 +316,163 @@ def _compare(args: argparse.Namespace, url: str, root: Path) -> None:
                 args.chat_repeat,
             )
         )  # fmt: skip
+
+
+# --- receipts ----------------------------------------------------------------------------------
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    """``median (range min–max; per round: …)`` of per-round values."""
+    ordered = sorted(values)
+    rounds = " ".join(format(v, fmt) for v in values)
+    return (
+        f"{format(statistics.median(values), fmt)} (range {format(ordered[0], fmt)}–"
+        f"{format(ordered[-1], fmt)}; rounds: {rounds})"
+    )
+
+
+def receipt_cost_us(samples: int = 2000) -> dict[str, float]:
+    """What signing one answer costs in this process, µs (median of ``samples``): an embeddings
+    answer (one 384-float vector: the request's and the matrix's hashes, the signature, the JSON
+    and header forms) and a chat answer (128 tokens of text)."""
+    import hashlib
+
+    import numpy as np
+
+    from node.serving import (
+        ChatCompletionRequest,
+        EmbeddingRequest,
+        Notary,
+        chat_body,
+        embedding_body,
+        embeddings_hash,
+        signed_request,
+    )
+    from registry.receipts import Domain, Signer
+
+    notary = Notary(Signer(hashlib.sha256(b"bench").digest()), Domain(1, "0x" + "00" * 20))
+    vid = bytes(32)
+    vectors = [np.random.default_rng(0).random(384, dtype=np.float32)]
+    embed_req = EmbeddingRequest(model="minilm", input="a text", encoding_format="base64")
+    chat_req = ChatCompletionRequest.model_validate(
+        {"model": "smollm2-chat", "messages": CHAT_PROMPT, "max_tokens": 128}
+    )
+
+    def embeddings() -> None:
+        body = embedding_body("minilm@v1", vectors, 5, "base64", arrays=True)
+        request = signed_request("embeddings", embed_req, vid)
+        notary.stamp("embeddings", request, vid, embeddings_hash(body, vectors))
+
+    def chat() -> None:
+        body = chat_body("smollm2-chat@v1", "word " * 128, "length", 30, 128)
+        notary.stamp_body("chat", signed_request("chat", chat_req, vid), vid, body)
+
+    costs = {}
+    for name, work in (("embeddings", embeddings), ("chat", chat)):
+        times = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - started)
+        costs[name] = statistics.median(times) * 1e6
+    return costs
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds every thread of process ``pid`` ran so far (the scheduler's nanosecond
+    count, summed over ``/proc/PID/task/*/schedstat``)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
+            continue
+    return total / 1e9
+
+
+def receipts_comparison(args: argparse.Namespace, servers: dict[str, tuple[str, int]]) -> str:
+    """The same gateway with and without receipts (two processes, one devnet; ``servers``:
+    side → (URL, pid)): embeddings texts/s and the gateway's CPU time per text, and chat time
+    to first token, both sides back to back in each round.
+
+    CPU per text is what the server spends, whoever else runs: on a shared machine, where
+    throughput follows the neighbours' load, it is the steadier measure of what signing costs
+    (on a CPU-bound server, throughput goes as its inverse)."""
+    import httpx
+
+    model, chat_model = "minilm", "smollm2-chat"
+    sides = {side: url for side, (url, _pid) in servers.items()}
+    for url in sides.values():
+        embedload.warm(url, model, args.concurrency)
+    client = httpx.Client()
+    for url in sides.values():
+        _streamed(client, url, chat_model, 8)  # load the chat model, warm the prefill
+    rates: dict[str, list[float]] = {"signed": [], "unsigned": []}
+    firsts: dict[str, list[float]] = {"signed": [], "unsigned": []}
+    cpu_ms: dict[str, list[float]] = {"signed": [], "unsigned": []}  # gateway CPU per text
+    idles: list[float] = []
+    for i in range(args.receipts_repeat):
+        idle = embedload.wait_quiet(max_wait_s=args.quiet_wait_s)
+        idles.append(idle)
+        # A B B A, A alternating between rounds: a drift of the machine's speed within the
+        # round (linear, on a shared VM) weighs on both sides alike.
+        first, second = list(sides) if i % 2 == 0 else list(sides)[::-1]
+        order = [first, second, second, first]
+        runs: dict[str, list[float]] = {"signed": [], "unsigned": []}
+        used = {"signed": 0.0, "unsigned": 0.0}
+        for side in order:
+            before = cpu_s(servers[side][1])
+            rate, _p50, _p99 = embedload.in_child(
+                "load", sides[side], model, args.requests // 2, args.concurrency
+            )
+            used[side] += cpu_s(servers[side][1]) - before
+            runs[side].append(rate)
+        ttfts: dict[str, list[float]] = {"signed": [], "unsigned": []}
+        for side in order:
+            ttfts[side].append(_first_tokens(client, sides[side], chat_model)["ttft_s"] * 1000)
+        for side in sides:
+            rates[side].append(statistics.mean(runs[side]))
+            firsts[side].append(statistics.mean(ttfts[side]))
+            cpu_ms[side].append(used[side] * 1000 / (2 * (args.requests // 2)))
+        print(f"  receipts round {i + 1}: embeddings {rates['signed'][-1]:.0f} vs "
+              f"{rates['unsigned'][-1]:.0f} texts/s, {cpu_ms['signed'][-1]:.2f} vs "
+              f"{cpu_ms['unsigned'][-1]:.2f} CPU ms/text, first token "
+              f"{firsts['signed'][-1]:.1f} vs {firsts['unsigned'][-1]:.1f} ms "
+              f"(signed vs unsigned; idle before {idle:.0%})", file=sys.stderr)  # fmt: skip
+    client.close()
+    ratios = [a / b for a, b in zip(rates["signed"], rates["unsigned"], strict=True)]
+    cpu = [b / a for a, b in zip(cpu_ms["signed"], cpu_ms["unsigned"], strict=True)]
+    added = [a - b for a, b in zip(firsts["signed"], firsts["unsigned"], strict=True)]
+    cost = receipt_cost_us()
+    ratio, extra = statistics.median(ratios), statistics.median(added)
+    lines = [
+        f"\n## Receipts (gateway in-process, signed vs unsigned, {args.receipts_repeat} rounds)\n",
+        "| gateway | embeddings texts/s | gateway CPU ms per text | chat first token ms |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| receipts {label} | {statistics.median(rates[side]):.0f} "
+            f"| {statistics.median(cpu_ms[side]):.2f} | {statistics.median(firsts[side]):.1f} |"
+            for label, side in (("on", "signed"), ("off", "unsigned"))
+        ),
+        "",
+        "(medians over rounds)",
+        "",
+        f"embeddings throughput, signed ÷ unsigned: {_spread(ratios, '.3f')} "
+        f"({'met' if ratio >= 0.95 else 'missed'}: goal ≥ 0.95)",
+        f"embeddings, unsigned ÷ signed CPU per text (the throughput ratio of a CPU-bound "
+        f"gateway): {_spread(cpu, '.3f')} "
+        f"({'met' if statistics.median(cpu) >= 0.95 else 'missed'}: goal ≥ 0.95)",
+        f"chat first token, signed − unsigned: {_spread(added, '+.1f')} ms "
+        f"({'met' if extra <= 2.0 else 'missed'}: goal ≤ 2 ms)",
+        f"one receipt in process: {cost['embeddings']:.0f} µs (embeddings, one text), "
+        f"{cost['chat']:.0f} µs (chat, 128 tokens); {args.requests} one-text requests per "
+        f"embeddings run at {args.concurrency} clients, first token: median of "
+        f"{FIRST_TOKEN_RUNS} one-token streamed chats per side per round",
+        f"(machine idle before each round: {' '.join(f'{x:.0%}' for x in idles)}; on a busy "
+        f"machine the throughput and first-token figures follow the neighbours, CPU per text "
+        f"much less)",
+    ]
+    return "\n".join(lines)
 
 
 def embeddings_comparison(args: argparse.Namespace, url: str, model: str, root: Path) -> str:

@@ -189,10 +189,15 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 
 
 def _serving(node: Node) -> Any:
-    """The worker's inference runtime (``node.serving``), mounted on its HTTP endpoint."""
-    from node.serving import WorkerServing
+    """The worker's inference runtime (``node.serving``), mounted on its HTTP endpoint; its
+    answers are signed with the node's own key (the one whose public key :meth:`Node.register`
+    puts on chain) in the deployment's receipt domain."""
+    from node.serving import Notary, WorkerServing
+    from registry.receipts import Signer, receipt_domain
 
-    return WorkerServing(node)
+    assert node.sdk.wallet is not None  # the config validator requires a key
+    signer = Signer(bytes(node.sdk.wallet.account.key))
+    return WorkerServing(node, Notary(signer, receipt_domain(node.sdk.deployment)))
 
 
 def configure_logging(level: str = "INFO", path: Path | None = None) -> None:

@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from node.serving import same_domain
 from registry.errors import AnchormlError
 from registry.receipts import (
     RECEIPT_HEADER,
@@ -142,7 +141,7 @@ class ReceiptCheck:
     ) -> None:
         """Steps 2-4 of the module doc (the answer itself is the caller's to hash)."""
         receipt = signed.receipt
-        if not same_domain(signed.domain, self.domain):
+        if signed.domain != self.domain:
             raise BadAnswerError("domain", "the receipt is for another chain or contract")
         try:
             signer = signed.recover()

@@ -47,10 +47,15 @@ class GatewayConfig(BaseSettings):
         grant_ttl_s: lifetime of the per-request grant the gateway sends a worker.
         receipt_skew_s: largest difference between a receipt's ``issued_at`` and the gateway's
             clock.
-        key, key_file: the gateway's signing key for grants (default: its wallet's key).
         onchain_timeout_s: how long an on-chain request waits for its job to settle.
         onchain_reward_wei, max_reward_wei: default and largest reward the gateway escrows.
         job_deadline_s, job_lease_s: deadline and lease of jobs the gateway creates.
+        key, key_file: the key that signs the receipts of in-process answers and the grants
+            (``ANCHORML_GATEWAY_KEY``, hex, or ``ANCHORML_GATEWAY_KEY_FILE``); default: the
+            gateway's wallet key (``ANCHORML_PRIVATE_KEY``). Register it in NodeRegistry like
+            a node's (``anchorml up`` does), so verifiers see it staked.
+        receipts: sign in-process answers (default on; off only to measure what signing costs,
+            ``bench/gateway.py``).
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
@@ -80,13 +85,14 @@ class GatewayConfig(BaseSettings):
     worker_backoff_s: float = Field(default=10.0, ge=0)
     grant_ttl_s: float = Field(default=5.0, gt=0, le=300)
     receipt_skew_s: float = Field(default=30.0, ge=0, le=3600)
-    key: SecretStr | None = None
-    key_file: Path | None = None
     onchain_timeout_s: float = Field(default=300.0, gt=0)
     onchain_reward_wei: int = Field(default=10**15, ge=1)
     max_reward_wei: int = Field(default=10**18, ge=1)
     job_deadline_s: int = Field(default=900, ge=60)
     job_lease_s: int = Field(default=300, ge=10)
+    key: SecretStr | None = None
+    key_file: Path | None = None
+    receipts: bool = True
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewayConfig:
@@ -98,6 +104,8 @@ class GatewayConfig(BaseSettings):
             raise ValueError("job_lease_s must not exceed job_deadline_s")
         if self.onchain_timeout_s > self.job_deadline_s:
             raise ValueError("onchain_timeout_s must not exceed job_deadline_s")
+        if self.key is not None and self.key_file is not None:
+            raise ValueError("set one of key and key_file, not both")
         return self
 
 

@@ -8,6 +8,7 @@ so tests can build the app around any SDK handle.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -25,21 +26,30 @@ from node.serving import (
     Catalog,
     InferenceRuntime,
     Limits,
+    Notary,
     OpenAIService,
     RuntimeConfig,
     Target,
-    receipt_domain,
 )
+from registry.chain.connection import load_account
 from registry.clients import Access
-from registry.errors import ConfigError
 from registry.model.package import ModelCache
-from registry.receipts import Signer
+from registry.receipts import Domain, Signer, receipt_domain
 from registry.sdk import Anchorml
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Gateway:
-    """The gateway's long-lived components."""
+    """The gateway's long-lived components.
+
+    ``signer`` is the gateway's own key (:func:`gateway_signer`): it signs the receipts of
+    in-process answers (through ``service``'s notary) and the grants the gateway gives workers;
+    ``domain`` is the EIP-712 domain both are signed and checked in
+    (:func:`registry.receipts.receipt_domain`). Without a key ``signer`` is None and in-process
+    answers carry no receipt.
+    """
 
     config: GatewayConfig
     sdk: Anchorml
@@ -54,7 +64,8 @@ class Gateway:
     watcher: ChainWatcher
     tracker: JobTracker
     onchain: OnchainRunner
-    signer: Signer | None = None
+    signer: Signer | None
+    domain: Domain
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     _gated_cids: set[str] | None = None
     _generation: int = 0
@@ -110,6 +121,22 @@ def _gated_only(store: CountingStore, trees: list[tuple[str, bool]]) -> set[str]
     return normalize(gated) - normalize(public)
 
 
+def gateway_signer(config: GatewayConfig, sdk: Anchorml) -> Signer | None:
+    """The gateway's signing key: ``key`` or ``key_file`` from its config, else its wallet's
+    key, else None.
+
+    Raises:
+        ConfigError: an unreadable key file or a malformed key.
+    """
+    if config.key is not None or config.key_file is not None:
+        secret = config.key.get_secret_value() if config.key is not None else None
+        account = load_account(secret, str(config.key_file) if config.key_file else None)
+        return Signer(bytes(account.key))
+    if sdk.wallet is not None:
+        return Signer(bytes(sdk.wallet.account.key))
+    return None
+
+
 def build(config: GatewayConfig, sdk: Anchorml, metrics: GatewayMetrics | None = None) -> Gateway:
     """Wire the components around a connected SDK handle."""
     metrics = metrics or GatewayMetrics()
@@ -135,9 +162,9 @@ def build(config: GatewayConfig, sdk: Anchorml, metrics: GatewayMetrics | None =
         max_token_ttl_s=config.max_token_ttl_s,
     )
     index = RegistryIndex()
-    signer = gateway_signer(config, sdk)
+    signer, domain = gateway_signer(config, sdk), receipt_domain(sdk.deployment)
     pool = WorkerPool(
-        sdk.nodes, metrics, index.serving, receipt_domain(sdk.deployment),
+        sdk.nodes, metrics, index.serving, domain,
         PoolSettings(
             ttl_s=config.cache_ttl_s,
             timeout_s=config.worker_timeout_s,
@@ -152,6 +179,10 @@ def build(config: GatewayConfig, sdk: Anchorml, metrics: GatewayMetrics | None =
         signer=signer, may_serve=sdk.models.may_serve,
     )  # fmt: skip
     tracker = JobTracker(sdk)
+    notary = Notary(signer, domain) if signer is not None and config.receipts else None
+    if notary is None and config.inprocess:
+        why = "receipts are off" if signer is not None else "no key (ANCHORML_GATEWAY_KEY)"
+        log.warning("in-process answers carry no receipt: %s", why)
     gateway = Gateway(
         config=config,
         sdk=sdk,
@@ -160,39 +191,18 @@ def build(config: GatewayConfig, sdk: Anchorml, metrics: GatewayMetrics | None =
         catalog=catalog,
         limiter=RateLimiter(config.rate_limit_per_s, config.rate_limit_burst),
         runtime=runtime,
-        service=OpenAIService(runtime, limits),
+        service=OpenAIService(runtime, limits, notary),
         pool=pool,
         index=index,
         watcher=ChainWatcher(sdk, index, lambda _views: None, interval_s=config.watch_interval_s),
         tracker=tracker,
         onchain=OnchainRunner(sdk, store, tracker, config, metrics),
         signer=signer,
+        domain=domain,
     )
     gateway.watcher.on_change = gateway.on_change
     gateway.watcher.on_tick = gateway.refresh_caches
     return gateway
-
-
-def gateway_signer(config: GatewayConfig, sdk: Anchorml) -> Signer | None:
-    """The gateway's own signing key (grants to workers): ``key``, else ``key_file``, else its
-    wallet's key; None for a gateway without any key.
-
-    Raises:
-        ConfigError: an unreadable or invalid key.
-    """
-    try:
-        if config.key is not None:
-            return Signer(bytes.fromhex(config.key.get_secret_value().removeprefix("0x")))
-        if config.key_file is not None:
-            text = config.key_file.read_text().strip()
-            return Signer(bytes.fromhex(text.removeprefix("0x")))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"the gateway key is unreadable or invalid ({type(exc).__name__})"
-        ) from None
-    if sdk.wallet is None:
-        return None
-    return Signer(bytes(sdk.wallet.account.key))
 
 
 # --- request dependencies ----------------------------------------------------------------------

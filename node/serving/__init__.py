@@ -11,6 +11,7 @@ from a submodule. Inside:
   a :class:`Call` and runs calls in process;
 - :mod:`~node.serving.router` — the one OpenAI-compatible router,
   ``create_openai_router(service, authorize, dispatch)``, for the worker and the gateway;
+- :mod:`~node.serving.receipts` — :class:`Notary`: every answer run here signed (receipts);
 - :mod:`~node.serving.http` — JSON, Server-Sent Events, error bodies, OpenAPI ``responses``;
 - :mod:`~node.serving.errors` — serving errors and the one translation of errors to HTTP;
 - :mod:`~node.serving.catalog` — cached model resolution and on-chain access checks;
@@ -32,7 +33,7 @@ from node.serving.errors import (
     UnsupportedParameterError,
     to_response,
 )
-from node.serving.grants import GrantChecker, receipt_domain, same_domain
+from node.serving.grants import GrantChecker
 from node.serving.handlers import (
     Call,
     Limits,
@@ -51,6 +52,7 @@ from node.serving.http import (
 )
 from node.serving.lanes import default_lanes
 from node.serving.metrics import LATENCY_BUCKETS, ServingMetrics
+from node.serving.receipts import Notary, embeddings_hash, signed_request
 from node.serving.router import (
     Bodies,
     add_embeddings_fast_path,
@@ -86,6 +88,7 @@ __all__ = [
     "MaxTokensError",
     "ModelCard",
     "NoAccessError",
+    "Notary",
     "OpenAIService",
     "RuntimeConfig",
     "ServingError",
@@ -100,12 +103,12 @@ __all__ = [
     "default_lanes",
     "dumps",
     "embedding_body",
+    "embeddings_hash",
     "error_body",
     "freeze_gc_after_loads",
     "json_response",
-    "receipt_domain",
     "retain_freed_memory",
     "run_here",
-    "same_domain",
+    "signed_request",
     "to_response",
 ]

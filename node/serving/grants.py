@@ -5,9 +5,6 @@ worker a grant, signed with its own key, for *this* worker, *this* version and *
 (the hash of the canonical request), valid a few seconds. The worker accepts a grant only from a
 gateway it trusts (``trusted_gateways`` in its config), and each grant once: a grant seen before
 is refused until it expires, so a captured one cannot be replayed.
-
-:func:`receipt_domain` is the EIP-712 domain of a deployment's receipts and grants, which the
-gateway and the worker must agree on.
 """
 
 from __future__ import annotations
@@ -17,24 +14,11 @@ from collections.abc import Iterable
 
 from eth_utils import to_checksum_address
 
-from registry.chain.deployment import Deployment
 from registry.receipts import Domain, GrantError, SignedGrant
 
 #: Longest grant lifetime accepted: a grant valid for longer is refused (it would be replayable
 #: for longer than the seen-set is meant to hold, and no gateway needs it).
 MAX_GRANT_TTL_S = 300
-
-
-def receipt_domain(deployment: Deployment) -> Domain:
-    """The domain of ``deployment``'s receipts and grants: its chain and its Challenges contract
-    (its NodeRegistry while a deployment has no Challenges contract)."""
-    contract = getattr(deployment, "challenges", None) or deployment.node_registry
-    return Domain(deployment.chain_id, to_checksum_address(contract))
-
-
-def same_domain(a: Domain, b: Domain) -> bool:
-    """Whether two domains are one (addresses compared whatever their letter case)."""
-    return a.chain_id == b.chain_id and a.verifying_contract.lower() == b.verifying_contract.lower()
 
 
 class GrantChecker:
@@ -66,7 +50,7 @@ class GrantChecker:
             raise GrantError("this worker trusts no gateway")
         signed = SignedGrant.from_header(header)
         grant = signed.grant
-        if not same_domain(signed.domain, self.domain):
+        if signed.domain != self.domain:
             raise GrantError("the grant is for another chain or contract")
         signer = signed.recover()
         if signer != grant.gateway or signer not in self.gateways:

@@ -7,6 +7,12 @@ are built as plain dicts and encoded once (large float arrays make pydantic seri
 bottleneck); their shapes are the models of :mod:`node.serving.schemas`. Embedding answers keep
 their float32 arrays and are encoded by orjson (:func:`node.serving.http.dumps_arrays`).
 
+Receipts: a service given a :class:`~node.serving.receipts.Notary` signs every answer it runs
+(:meth:`OpenAIService.run`, the one path of both the worker and the gateway's in-process
+runtime): a JSON answer carries ``"anchorml": {"receipt", "request"}`` and the
+``anchorml-receipt`` header; a stream carries the same field in its last data event before
+``[DONE]`` (``choices: []``, with the usage), for the equivalent non-streamed answer.
+
 Streaming (``stream: true``) answers Server-Sent Events: a first chunk with the assistant role,
 one chunk per decoded piece of text, a chunk with ``finish_reason``, optionally a usage chunk
 (``stream_options.include_usage``), then ``data: [DONE]``. When the client goes away the
@@ -36,13 +42,12 @@ from node.serving.errors import (
     UnsupportedParameterError,
     to_response,
 )
-from node.serving.http import SSE_DONE, SSE_HEADERS, dumps_arrays, error_body, json_response, sse
+from node.serving.http import SSE_DONE, SSE_HEADERS, dumps, dumps_arrays, error_body, sse
+from node.serving.receipts import RECEIPT_HEADER, Notary, embeddings_hash, signed_request
 from node.serving.runtime import GenerationStream, InferenceRuntime
 from node.serving.schemas import (
     ChatCompletionRequest,
-    ClassificationRequest,
     CompletionRequest,
-    EmbeddingRequest,
 )
 
 if TYPE_CHECKING:
@@ -179,11 +184,22 @@ def embedding_body(
 
 
 class OpenAIService:
-    """Runs OpenAI-shaped requests on an :class:`InferenceRuntime`."""
+    """Runs OpenAI-shaped requests on an :class:`InferenceRuntime`.
 
-    def __init__(self, runtime: InferenceRuntime, limits: Limits | None = None) -> None:
+    Args:
+        runtime: the models.
+        limits: request bounds.
+        notary: signs every answer :meth:`run` gives (the ``anchorml`` body field and header;
+            :mod:`node.serving.receipts`); None answers unsigned (a gateway without a key, or
+            the bench's receipts-off side).
+    """
+
+    def __init__(
+        self, runtime: InferenceRuntime, limits: Limits | None = None, notary: Notary | None = None
+    ) -> None:
         self.runtime = runtime
         self.limits = limits or Limits()
+        self.notary = notary
 
     # --- validation ----------------------------------------------------------------------------
 
@@ -265,19 +281,50 @@ class OpenAIService:
         return Call(endpoint, target, body, request)
 
     async def run(self, call: Call) -> Response:
-        """Run ``call`` in this process."""
+        """Run ``call`` in this process; with a notary, the answer carries its receipt."""
         if call.endpoint == "embeddings":
-            return await self.embeddings(call.target, call.body)
+            return await self._embeddings(call)
         if call.endpoint == "classifications":
-            return await self.classifications(call.target, call.body)
+            return await self._classifications(call)
         if call.endpoint == "chat":
             return await self._chat(call)
         return await self._completions(call)
 
+    def _signed(
+        self,
+        call: Call,
+        body: dict[str, Any],
+        *,
+        digest: bytes | None = None,
+        arrays: bool = False,
+    ) -> Response:
+        """``body`` as JSON, with its receipt (in the body and the header) when signing.
+
+        Args:
+            call: the call answered (its canonical request and version go into the receipt).
+            body: the answer.
+            digest: its response hash, when the caller has it cheaper than from ``body``
+                (embeddings: from the float32 arrays).
+            arrays: ``body`` holds numpy arrays (:func:`dumps_arrays` writes them).
+        """
+        headers = None
+        if self.notary is not None:
+            version_id = call.target.version.version_id
+            request = signed_request(call.endpoint, call.body, version_id)
+            if digest is None:
+                stamp = self.notary.stamp_body(call.endpoint, request, version_id, body)
+            else:
+                stamp = self.notary.stamp(call.endpoint, request, version_id, digest)
+            body["anchorml"], receipt = stamp
+            headers = {RECEIPT_HEADER: receipt}
+        encoded = dumps_arrays(body) if arrays else dumps(body)
+        return Response(encoded, media_type="application/json", headers=headers)
+
     # --- encoders ------------------------------------------------------------------------------
 
-    async def embeddings(self, target: Target, req: EmbeddingRequest) -> Response:
+    async def _embeddings(self, call: Call) -> Response:
         """``/v1/embeddings``."""
+        target, req = call.target, call.body
         started = time.perf_counter()
         texts = req.texts()
         self._check_texts(texts, "input")
@@ -290,13 +337,16 @@ class OpenAIService:
         tokens = sum(count for _, count in results)
         vectors: list[np.ndarray] = [vector for vector, _ in results]
         body = embedding_body(target.ref, vectors, tokens, req.encoding_format, arrays=True)
+        digest = embeddings_hash(body, vectors) if self.notary is not None else None
+        response = self._signed(call, body, digest=digest, arrays=True)
         self.runtime.metrics.requests.labels(endpoint="embeddings").observe(
             time.perf_counter() - started
         )
-        return Response(dumps_arrays(body), media_type="application/json")
+        return response
 
-    async def classifications(self, target: Target, req: ClassificationRequest) -> Response:
+    async def _classifications(self, call: Call) -> Response:
         """``/v1/classifications``."""
+        target, req = call.target, call.body
         started = time.perf_counter()
         texts = req.texts()
         self._check_texts(texts, "input")
@@ -304,10 +354,11 @@ class OpenAIService:
         data = [{"index": i, **row} for i, (row, _) in enumerate(results)]
         tokens = sum(count for _, count in results)
         body = {"object": "list", "data": data, "model": target.ref, "usage": usage(tokens)}
+        response = self._signed(call, body)
         self.runtime.metrics.requests.labels(endpoint="classifications").observe(
             time.perf_counter() - started
         )
-        return json_response(body)
+        return response
 
     # --- generation ----------------------------------------------------------------------------
 
@@ -319,16 +370,15 @@ class OpenAIService:
         stream = await self.runtime.generate(loaded, prompt)
         if req.stream:
             include = bool(req.stream_options and req.stream_options.include_usage)
-            events = self._events(stream, target.ref, chat=True, include_usage=include)
+            events = self._events(stream, call, chat=True, include_usage=include)
             return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
         started = time.perf_counter()
         text, done = await stream.collect()
         self.runtime.metrics.requests.labels(endpoint="chat").observe(time.perf_counter() - started)
-        return json_response(
-            chat_body(
-                target.ref, text, done.finish_reason, done.prompt_tokens, done.completion_tokens
-            )
+        body = chat_body(
+            target.ref, text, done.finish_reason, done.prompt_tokens, done.completion_tokens
         )
+        return self._signed(call, body)
 
     async def _completions(self, call: Call) -> Response:
         """``/v1/completions`` (JSON, or SSE with ``stream``)."""
@@ -339,7 +389,7 @@ class OpenAIService:
         if req.stream:
             include = bool(req.stream_options and req.stream_options.include_usage)
             events = self._events(
-                stream, target.ref, chat=False, include_usage=include,
+                stream, call, chat=False, include_usage=include,
                 echo=prompt_text if req.echo else "",
             )  # fmt: skip
             return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
@@ -350,25 +400,26 @@ class OpenAIService:
         )
         if req.echo:
             text = prompt_text + text
-        return json_response(
-            completion_body(
-                target.ref, text, done.finish_reason, done.prompt_tokens, done.completion_tokens
-            )
+        body = completion_body(
+            target.ref, text, done.finish_reason, done.prompt_tokens, done.completion_tokens
         )
+        return self._signed(call, body)
 
     async def _events(
         self,
         stream: GenerationStream,
-        model: str,
+        call: Call,
         *,
         chat: bool,
         include_usage: bool,
         echo: str = "",
     ) -> AsyncIterator[bytes]:
         started = time.perf_counter()
+        model = call.target.ref
         rid = new_id("chatcmpl" if chat else "cmpl")
         created = int(time.time())
         kind = "chat.completion.chunk" if chat else "text_completion"
+        pieces = [echo]  # the assembled text, for the receipt
 
         def chunk(text: str | None, finish: str | None = None, role: bool = False) -> bytes:
             choice: dict[str, Any]
@@ -394,6 +445,7 @@ class OpenAIService:
             while done is None:
                 event = await stream.next()
                 if isinstance(event, TextDelta):
+                    pieces.append(event.text)
                     yield chunk(event.text)
                 else:
                     done = event
@@ -402,6 +454,8 @@ class OpenAIService:
                 tail = usage(done.prompt_tokens, done.completion_tokens)
                 yield sse({"id": rid, "object": kind, "created": created, "model": model,
                            "choices": [], "usage": tail})  # fmt: skip
+            if self.notary is not None:
+                yield self._receipt_event(call, "".join(pieces), done, rid, created, kind)
             yield SSE_DONE
             self.runtime.metrics.requests.labels(
                 endpoint="chat" if chat else "completions"
@@ -415,3 +469,22 @@ class OpenAIService:
             )
         finally:
             stream.cancel()
+
+    def _receipt_event(
+        self, call: Call, text: str, done: GenerationDone, rid: str, created: int, kind: str
+    ) -> bytes:
+        """A stream's last data event: the receipt of the equivalent non-streamed answer (same
+        id, creation time, model, assembled text, finish reason and usage)."""
+        assert self.notary is not None
+        shape = chat_body if call.endpoint == "chat" else completion_body
+        model = call.target.ref
+        answer = shape(
+            model, text, done.finish_reason, done.prompt_tokens, done.completion_tokens,
+            id=rid, created=created,
+        )  # fmt: skip
+        version_id = call.target.version.version_id
+        request = signed_request(call.endpoint, call.body, version_id)
+        anchorml, _ = self.notary.stamp_body(call.endpoint, request, version_id, answer)
+        # With the usage the hash covers, so a stream without include_usage can be checked too.
+        return sse({"id": rid, "object": kind, "created": created, "model": model,
+                    "choices": [], "usage": answer["usage"], "anchorml": anchorml})  # fmt: skip

@@ -6,6 +6,10 @@ over time). Parameters that would change the answer but are not implemented (``n
 silently ignored. Numbers are bounded where a huge value could only be a mistake; ``max_tokens``
 is deliberately *not* bounded here, so an absurd value gets the specific
 ``max_tokens_too_large`` error instead of a generic validation message.
+
+An answer's ``anchorml`` field is its receipt: ``{"receipt", "request"}`` signed by the server
+that answered (direct answers, :mod:`node.serving.receipts`; a stream's last chunk), or the
+on-chain job's record (``mode: onchain``).
 """
 
 from __future__ import annotations
@@ -198,6 +202,7 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChunkChoice]
     usage: Usage | None = None
+    anchorml: dict[str, Any] | None = None
 
 
 class CompletionChoice(BaseModel):
@@ -255,6 +260,7 @@ class ClassificationList(BaseModel):
     data: list[Classification]
     model: str
     usage: Usage
+    anchorml: dict[str, Any] | None = None
 
 
 class ModelCard(BaseModel):

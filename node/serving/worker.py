@@ -5,7 +5,8 @@ anything else is ``model_not_served`` (404), so the gateway's routing and the ch
 models need either a grant from a gateway this node trusts (``anchorml-grant``, bound to this
 node, the version and the request's hash: :mod:`node.serving.grants`), which the gateway sends in
 place of its caller's credentials, or the caller's own bearer token whose address has on-chain
-access, exactly as at the gateway, so going around the gateway gains nothing.
+access, exactly as at the gateway, so going around the gateway gains nothing. Every answer is
+signed by the node's registered key (the :class:`Notary` ``node.main`` gives).
 """
 
 from __future__ import annotations
@@ -20,13 +21,20 @@ from fastapi import FastAPI, Request
 from node.service import Service
 from node.serving.catalog import Catalog, Target
 from node.serving.errors import ModelNotServedError
-from node.serving.grants import GrantChecker, receipt_domain
+from node.serving.grants import GrantChecker
 from node.serving.handlers import PATHS, OpenAIService
 from node.serving.metrics import ServingMetrics
+from node.serving.receipts import Notary
 from node.serving.router import add_embeddings_fast_path, create_openai_router, run_here
 from node.serving.runtime import InferenceRuntime, RuntimeConfig
 from node.serving.schemas import ModelCard
-from registry.receipts import GRANT_HEADER, GrantError, ReceiptError, canonical_request
+from registry.receipts import (
+    GRANT_HEADER,
+    GrantError,
+    ReceiptError,
+    canonical_request,
+    receipt_domain,
+)
 from registry.receipts import request_hash as hash_request
 
 if TYPE_CHECKING:
@@ -39,7 +47,8 @@ _ENDPOINTS = {path: endpoint for endpoint, path in PATHS.items()}
 
 class WorkerServing(Service):
     """The worker's serving runtime: mounts the OpenAI routes, keeps the chain answers in use
-    fresh, and unloads models on stop.
+    fresh, and unloads models on stop. ``notary`` signs every answer (``node.main`` gives one
+    with the node's own key); None answers unsigned (tests of other parts).
 
     Every ``refresh_every_s`` it reloads the resolutions and access answers that requests used
     (loaded for them, or read) and that expire within two ticks
@@ -51,7 +60,7 @@ class WorkerServing(Service):
     name = "serving"
     refresh_every_s = 2.0
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, notary: Notary | None = None) -> None:
         super().__init__()
         self.node = node
         self.catalog = Catalog(node.sdk.models)
@@ -59,7 +68,7 @@ class WorkerServing(Service):
             batch_size=node.config.batch_size, batch_wait_ms=node.config.batch_wait_ms
         )
         self.runtime = InferenceRuntime(node.cache, config, ServingMetrics.for_node(node.metrics))
-        self.service = OpenAIService(self.runtime)
+        self.service = OpenAIService(self.runtime, notary=notary)
 
     def mount(self, app: FastAPI) -> None:
         """Add the OpenAI-compatible routes for the served versions to the worker's app."""

@@ -33,6 +33,7 @@ from registry.receipts.eip712 import (
     Receipt,
     SignedGrant,
     SignedReceipt,
+    receipt_domain,
     sign_grant,
     sign_receipt,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "embedding_matrix",
     "is_deterministic",
     "outputs_match",
+    "receipt_domain",
     "recover",
     "request_hash",
     "response_hash",

@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-from eth_utils import keccak
 
 from registry.receipts.errors import ReceiptError
+from registry.receipts.keccak import keccak
 
 Endpoint = Literal["embeddings", "classifications", "chat", "completions"]
 ENDPOINTS: tuple[Endpoint, ...] = ("embeddings", "classifications", "chat", "completions")

@@ -23,12 +23,16 @@ import json
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from eth_utils import is_hex_address, keccak, to_checksum_address
+from eth_utils import is_hex_address, to_checksum_address
 
 from registry.receipts.errors import GrantError, ReceiptError
+from registry.receipts.keccak import keccak
 from registry.receipts.keys import Signer, recover
+
+if TYPE_CHECKING:
+    from registry.chain.deployment import Deployment
 
 DOMAIN_NAME = "anchorml"
 DOMAIN_VERSION = "1"
@@ -65,10 +69,14 @@ def _digest(domain: Domain, struct_hash: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class Domain:
-    """The EIP-712 domain: which chain, and which contract checks the signatures."""
+    """The EIP-712 domain: which chain, and which contract checks the signatures (the address
+    is checksummed on construction, so two domains compare equal whatever the letter case)."""
 
     chain_id: int
     verifying_contract: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verifying_contract", to_checksum_address(self.verifying_contract))
 
     @cached_property
     def separator(self) -> bytes:
@@ -136,6 +144,12 @@ class Grant:
                 + _word(self.expires_at)
             ),
         )
+
+
+def receipt_domain(deployment: Deployment) -> Domain:
+    """The domain of a deployment's receipts and grants: its chain and its Challenges contract
+    (the one that checks receipts on chain). The one place this choice is made."""
+    return Domain(deployment.chain_id, deployment.challenges)
 
 
 # --- JSON and header forms -------------------------------------------------------------------

@@ -33,7 +33,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from node.serving import receipt_domain
 from registry.dev.procs import free_port
 from registry.receipts import (
     GRANT_HEADER,
@@ -43,6 +42,7 @@ from registry.receipts import (
     Signer,
     canonical_request,
     is_deterministic,
+    receipt_domain,
     request_hash,
     response_hash,
 )

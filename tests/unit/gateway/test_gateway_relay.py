@@ -25,13 +25,13 @@ from api.gateway.answers import Expected
 from api.gateway.index import LogMeta, RegistryIndex
 from api.gateway.metrics import GatewayMetrics
 from api.gateway.upstream import Failure, PoolSettings, WorkerPool
-from node.serving import receipt_domain
 from registry.clients.models import version_id
 from registry.receipts import (
     GRANT_HEADER,
     Signer,
     canonical_request,
     is_deterministic,
+    receipt_domain,
     request_hash,
     response_hash,
 )

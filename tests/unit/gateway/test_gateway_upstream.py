@@ -12,8 +12,8 @@ import asyncio
 from api.gateway.index import LogMeta, RegistryIndex
 from api.gateway.metrics import GatewayMetrics
 from api.gateway.upstream import PoolSettings, WorkerPool
-from node.serving import receipt_domain
 from registry.clients.models import version_id
+from registry.receipts import receipt_domain
 from support.chain import PUBLIC, V1, RpcCalls, World
 
 
