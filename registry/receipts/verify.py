@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_utils import to_checksum_address
 
@@ -41,7 +41,9 @@ from registry.receipts import (
     request_hash,
     response_hash,
 )
-from registry.sdk import Anchorml
+
+if TYPE_CHECKING:  # registry.sdk imports the clients, which import this package's core
+    from registry.sdk import Anchorml
 
 #: The field of an answer body that carries the receipt and the canonical request.
 ANSWER_FIELD = "anchorml"
