@@ -39,6 +39,8 @@ class GatewayConfig(BaseSettings):
         onchain_timeout_s: how long an on-chain request waits for its job to settle.
         onchain_reward_wei, max_reward_wei: default and largest reward the gateway escrows.
         job_deadline_s, job_lease_s: deadline and lease of jobs the gateway creates.
+        spot_check_fraction: share of deterministic worker answers re-sent to a second node and
+            compared (:mod:`api.gateway.spotcheck`); a wrong one is challenged on chain.
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
@@ -66,6 +68,7 @@ class GatewayConfig(BaseSettings):
     max_reward_wei: int = Field(default=10**18, ge=1)
     job_deadline_s: int = Field(default=900, ge=60)
     job_lease_s: int = Field(default=300, ge=10)
+    spot_check_fraction: float = Field(default=0.01, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewayConfig:

@@ -18,6 +18,7 @@ from api.gateway.config import GatewayConfig
 from api.gateway.index import RegistryIndex
 from api.gateway.metrics import GatewayMetrics
 from api.gateway.onchain import JobTracker, OnchainRunner
+from api.gateway.spotcheck import SpotChecker
 from api.gateway.store import CountingStore, normalize, tree_cids
 from api.gateway.upstream import WorkerPool
 from api.gateway.watcher import ChainWatcher
@@ -45,6 +46,7 @@ class Gateway:
     tracker: JobTracker
     onchain: OnchainRunner
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    spotcheck: SpotChecker = field(init=False)
     _gated_cids: set[str] | None = None
     _generation: int = 0
 
@@ -144,6 +146,7 @@ def build(config: GatewayConfig, sdk: Anchorml, metrics: GatewayMetrics | None =
         tracker=tracker,
         onchain=OnchainRunner(sdk, store, tracker, config, metrics),
     )
+    gateway.spotcheck = SpotChecker(gateway, config.spot_check_fraction)
     gateway.watcher.on_change = gateway.on_change
     gateway.watcher.on_tick = gateway.refresh_caches
     return gateway

@@ -20,16 +20,18 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import httpx
+from eth_utils import to_checksum_address
 from fastapi import Response
 from fastapi.responses import StreamingResponse
 
 from api.gateway.metrics import GatewayMetrics
-from node.serving import SSE_HEADERS, AsyncCache
+from node.serving import SSE_HEADERS, AsyncCache, dumps
 from registry.clients import NodeRegistryClient
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,7 @@ class WorkerPool:
         self.backoff_s = backoff_s
         self._serving: AsyncCache[bytes, list[Upstream]] = AsyncCache(ttl_s)
         self._upstreams: dict[str, Upstream] = {}
+        self._excluded: dict[str, str] = {}  # node address -> why it is not routed to any more
         self._turn = itertools.count()
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=5.0),
@@ -91,6 +94,17 @@ class WorkerPool:
     def inflight(self) -> dict[str, int]:
         """Requests in flight from this gateway, by worker address."""
         return {u.address: u.inflight for u in self._upstreams.values()}
+
+    def exclude(self, address: str, reason: str) -> None:
+        """Stop routing to the node ``address`` (a spot check caught it answering wrongly)."""
+        address = to_checksum_address(address)
+        if address not in self._excluded:
+            log.warning("not routing to node %s any more: %s", address, reason)
+        self._excluded[address] = reason
+
+    def excluded(self) -> dict[str, str]:
+        """The nodes excluded from routing, by address, with the reason."""
+        return dict(self._excluded)
 
     def invalidate(self) -> None:
         """Forget which nodes serve what (node events arrived)."""
@@ -134,10 +148,19 @@ class WorkerPool:
         return tied[turn % len(tied)]
 
     async def proxy(
-        self, version_id: bytes, path: str, body: bytes, authorization: str | None, stream: bool
+        self,
+        version_id: bytes,
+        path: str,
+        body: bytes,
+        authorization: str | None,
+        stream: bool,
+        *,
+        avoid: Collection[str] = (),
     ) -> Response | None:
-        """Send the request to a worker serving ``version_id``; None when none could be reached."""
-        candidates = await self.candidates(version_id)
+        """Send the request to a worker serving ``version_id`` (none of ``avoid``, no excluded
+        node); None when none could be reached."""
+        skip = {*self._excluded, *avoid}
+        candidates = [u for u in await self.candidates(version_id) if u.address not in skip]
         tried: set[str] = set()
         headers = {"content-type": "application/json"}
         if authorization:
@@ -184,6 +207,20 @@ class WorkerPool:
         return StreamingResponse(
             chunks(), media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
         )
+
+    async def resend(
+        self,
+        endpoint: str,
+        version_id: bytes,
+        path: str,
+        payload: dict[str, Any],
+        *,
+        avoid: Collection[str],
+    ) -> Response | None:
+        """A request answered once sent again, to a worker other than ``avoid`` (spot checks);
+        None when no other worker answered."""
+        del endpoint  # what the answer's receipt is checked against (with receipt checks)
+        return await self.proxy(version_id, path, dumps(payload), None, False, avoid=avoid)
 
     def _enter(self, upstream: Upstream) -> None:
         upstream.inflight += 1

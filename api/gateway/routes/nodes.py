@@ -1,7 +1,8 @@
 """Worker nodes: stake, endpoint, served versions and delivery record.
 
 Each node's current stake, eligibility and slash count are read from NodeRegistry; the served
-versions, deliveries (jobs finalized with its result) and slashes are counted from events.
+versions, deliveries (jobs finalized with its result) and slashes are counted from events;
+``excluded`` says why the gateway stopped routing to a node (a spot check caught a wrong answer).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class NodeOut(BaseModel):
     slashes: int
     slashed_wei: int
     inflight: int
+    excluded: str | None
 
 
 class NodeListOut(BaseModel):
@@ -44,7 +46,10 @@ class NodeListOut(BaseModel):
 
 
 def _read(
-    gateway: Gateway, entries: list[tuple[NodeEntry, list[str]]], inflight: dict[str, int]
+    gateway: Gateway,
+    entries: list[tuple[NodeEntry, list[str]]],
+    inflight: dict[str, int],
+    excluded: dict[str, str],
 ) -> list[dict[str, Any]]:
     out = []
     for entry, serving in entries:
@@ -62,6 +67,7 @@ def _read(
                 "slashes": max(entry.slashes, record.slash_count),
                 "slashed_wei": entry.slashed_wei,
                 "inflight": inflight.get(record.address, 0),
+                "excluded": excluded.get(record.address),
             }
         )
     return out
@@ -75,5 +81,5 @@ async def list_nodes(gateway: FreshGatewayDep) -> Any:
         for e in gateway.index.nodes.values()
     ]
     inflight = gateway.pool.inflight()
-    rows = await asyncio.to_thread(_read, gateway, entries, inflight)
+    rows = await asyncio.to_thread(_read, gateway, entries, inflight, gateway.pool.excluded())
     return json_response({"object": "list", "data": rows})

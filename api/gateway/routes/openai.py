@@ -186,6 +186,7 @@ async def _direct(gateway: Gateway, call: Call) -> Response | Call:
         )
         if proxied is not None:
             gateway.metrics.inference.labels(path="worker").inc()
+            gateway.spotcheck.consider(call, payload, proxied)
             return proxied
     if not gateway.config.inprocess:
         raise NoWorkerError(f"no worker serves {target.pinned_ref} right now: retry later")
