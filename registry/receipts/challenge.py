@@ -10,10 +10,12 @@ block (so every worker can fetch both), then calls ``challenge`` with the fee. U
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from registry.clients.base import ContentRef
+from registry.errors import ContractRevertError
 from registry.jobs.io import publish_params
 from registry.receipts import ReceiptError, SignedReceipt, canonical_json
 
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 
 #: The params of every challenge's re-execution job.
 VERIFY_PARAMS = {"task": "verify"}
+#: Longest wait for the chain's clock to reach a fresh receipt's ``issued_at``.
+CLOCK_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,9 @@ def file_challenge(
     Raises:
         ReceiptError: no canonical request (a challenge cannot be re-executed without it).
         ContractRevertError: typed refusals of the contract (expired, sampled, already
-            challenged, fee too low, not a node, signature mismatch).
+            challenged, fee too low, not a node, signature mismatch); a receipt newer than the
+            latest block is retried until the chain's clock passes it (at most
+            :data:`CLOCK_WAIT_S`).
     """
     if request is None:
         raise ReceiptError("the answer carries no canonical request: it cannot be re-executed")
@@ -69,5 +75,15 @@ def file_challenge(
     store.pin(cid)
     publish_params(store, VERIFY_PARAMS)
     ref = ContentRef.from_cid(str(cid))
-    challenge_id = sdk.challenges.challenge(signed, ref.codec, ref.digest, fee_wei)
+    deadline = time.monotonic() + CLOCK_WAIT_S
+    while True:
+        try:
+            challenge_id = sdk.challenges.challenge(signed, ref.codec, ref.digest, fee_wei)
+            break
+        except ContractRevertError as exc:
+            # A receipt signed a moment ago is "from the future" for the latest block (whose
+            # time the transaction is simulated at) until the next block is mined.
+            if exc.error_name != "ReceiptFromFuture" or time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
     return FiledChallenge(challenge_id, sdk.challenges.get(challenge_id).job_id, str(cid))
