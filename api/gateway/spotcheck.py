@@ -13,7 +13,8 @@ not delayed):
    counted as undecided, nothing else happens;
 4. the losing answer's receipt is challenged on chain (:func:`registry.receipts.challenge.
    file_challenge`: the re-execution input is pinned, the fee escrowed, other nodes re-execute)
-   and the pool stops routing to its signer (:meth:`WorkerPool.exclude`, shown in ``/v1/nodes``).
+   and the pool stops routing to its signer (:meth:`WorkerPool.exclude`, shown in ``/v1/nodes``);
+   checks already running when a signer is caught do not challenge it again.
 
 Every outcome is counted in ``anchorml_gateway_spot_checks_total{outcome}``.
 """
@@ -175,8 +176,10 @@ class SpotChecker:
     async def _convict(self, loser: _Answer) -> None:
         """Challenge the losing receipt on chain and stop routing to its signer."""
         gateway = self.gateway
-        reason = "a spot check found a wrong answer"
-        gateway.pool.exclude(loser.signer, reason)
+        if loser.signer in gateway.pool.excluded():
+            self._count("repeat")  # caught and challenged already (checks run concurrently)
+            return
+        gateway.pool.exclude(loser.signer, "a spot check found a wrong answer")
         anchorml = loser.body.get("anchorml", {})
         request = anchorml.get("request") if isinstance(anchorml, dict) else None
         if gateway.sdk.wallet is None:
