@@ -11,8 +11,9 @@ header). Steps:
 2. the version is read from ModelRegistry (root CID, manifest sha256, revoked flag, name@tag);
 3. the signer's record is read *as it was* at the block whose timestamp is the latest at or
    before ``issued_at`` (found by binary search on block timestamps): registered, stake, eligible,
-   serving the version. A chain that cannot answer calls at past blocks is read at its head,
-   and the report says so;
+   serving the version (not serving is reported, not a failure: a gateway's in-process answers
+   are signed by a staked key that serves nothing). A chain that cannot answer calls at past
+   blocks is read at its head, and the report says so;
 4. the response (without ``anchorml``) is hashed and compared with the receipt's response hash,
    and the canonical request with its request hash.
 
@@ -91,7 +92,8 @@ class UnknownVersionError(ReceiptError):
 
 
 class SignerNotAccountableError(ReceiptError):
-    """The signer was not a registered, staked node serving the version when it answered."""
+    """The signer was not a registered, staked node when it answered (it could not be
+    challenged or slashed)."""
 
     code = "signer_not_accountable"
 
@@ -431,20 +433,19 @@ def verify_answer(
         )
     if node.block is None:
         notes.append("the receipt is dated before the contracts were deployed")
-    if not (node.registered and node.eligible and node.serving):
-        missing = [
-            what
-            for what, held in (
-                ("registered", node.registered),
-                ("staked", node.eligible),
-                ("serving the version", node.serving),
-            )
-            if not held
-        ]
+    if node.block is not None and not (node.registered and node.eligible):
+        missing = "registered" if not node.registered else "staked"
         problems.append(
             SignerNotAccountableError(
-                f"the signer {receipt.signer} was not {' and '.join(missing)} when it answered"
+                f"the signer {receipt.signer} was not a {missing} node when it answered"
             )
+        )
+    elif node.block is not None and not node.serving:
+        # Not a failure: a gateway signs its in-process answers with a staked key that declares
+        # no versions (so nobody routes to it); the signer is still accountable for the answer.
+        notes.append(
+            "the signer had not declared it serves this version (a gateway's in-process "
+            "answer, or a node answering outside its declaration)"
         )
     return ReceiptReport(
         signed=signed,

@@ -100,10 +100,14 @@ def test_an_answer_verifies_with_signer_weights_and_the_record_at_the_time(
     assert node.historical and node.registered and node.eligible and node.serving
     assert node.timestamp is not None and start <= node.timestamp <= start + 50
     assert report.request_matches is True and report.response_matches and report.deterministic
-    # After it stopped serving, the same node's answers are not accountable for that version.
+    # After it stopped serving, its answers still verify (it is staked), and the report says so.
     later = verify_answer(_sdk(env), _answer(env, "node1", stop + 1))
-    assert [type(p) for p in later.problems] == [SignerNotAccountableError]
-    assert "serving the version" in later.problems[0].message
+    assert later.ok and not later.node.serving and later.node.eligible
+    assert any("not declared it serves" in note for note in later.notes)
+    # A signer that was never a staked node is not accountable.
+    stranger = verify_answer(_sdk(env), _answer(env, "attacker", start + 50))
+    assert [type(p) for p in stranger.problems] == [SignerNotAccountableError]
+    assert "was not a registered node" in stranger.problems[0].message
 
 
 def test_block_at_finds_the_latest_block_at_or_before_a_time(env: World) -> None:
