@@ -107,11 +107,14 @@ class Supervisor:
             args += ["--serves", ref]
         return self.spawn(name, args, key_index, _variables("ANCHORML_", config))
 
-    def start_workers(self, count: int, refs: list[str]) -> None:
+    def start_workers(self, count: int, refs: list[str], gateway: int | None = None) -> None:
         """Start ``count`` staked workers: they serve ``refs`` (declared on chain for direct
-        routing) and take jobs on every model (``*``), so models pushed later work too."""
+        routing) and take jobs on every model (``*``), so models pushed later work too; they
+        accept the grants of the gateway signing as dev account ``gateway``."""
+        trusted = {} if gateway is None else {"trusted_gateways": self.devnet.address(gateway)}
         for i in range(count):
-            self.start_worker(f"worker-{i + 1}", WORKER_KEYS[i % len(WORKER_KEYS)], ["*", *refs])
+            key = WORKER_KEYS[i % len(WORKER_KEYS)]
+            self.start_worker(f"worker-{i + 1}", key, ["*", *refs], **trusted)
 
     def start_gateway(
         self,

@@ -30,6 +30,7 @@ from registry.chain.deployment import DeployParams, deploy
 from registry.chain.tx import Wallet
 from registry.clients import (
     Access,
+    ChallengesClient,
     ContentRef,
     JobBoardClient,
     JobSpec,
@@ -41,6 +42,7 @@ from registry.clients.jobs import Output
 from registry.clients.models import model_id, version_id
 from registry.dev.anvil import Anvil
 from registry.jobs import JobKind
+from registry.receipts import Signer, Verdict, sign_receipt, verdict_sha256
 
 REGISTER_VERSION_GOAL = 150_000
 LIFECYCLE_GOAL = 300_000
@@ -86,6 +88,8 @@ class Bench:
         self.requester_models = ModelRegistryClient(chain, d.model_registry, wallets[2])
         self.node_reg = [NodeRegistryClient(chain, d.node_registry, wallets[i]) for i in (4, 5, 6)]
         self.node = [JobBoardClient(chain, d.job_board, wallets[i]) for i in (4, 5, 6)]
+        self.node_keys = [bytes.fromhex(keys[i][2:]) for i in (4, 5, 6)]
+        self.challenger = ChallengesClient(chain, d.challenges, wallets[3])
         self.rows: list[Row] = []
         self.seq = 0
 
@@ -199,7 +203,46 @@ class Bench:
             "submitResult (FINETUNE)", worker.submit(job, out("w")), "registers version job-<id>"
         )
         self.record("withdraw (job board)", worker.withdraw())
+
+        self.record(
+            "setServers (1 node)",
+            o.set_servers("m", [self.node[1].wallet.address], True),  # type: ignore[union-attr]
+        )
+        self.record("setServerRestriction", o.set_server_restriction("m", True))
+        self.challenges()
         return totals
+
+    def challenges(self) -> None:
+        """A challenge proven (the signer slashed), and one whose job nobody delivers (refund)."""
+        c = self.challenger
+        accused = Signer(self.node_keys[0])
+        proven, undelivered = (
+            sign_receipt(
+                accused,
+                c.domain(),
+                version_id("m", "v1"),
+                sha(f"request:{seed}"),
+                sha(f"response:{seed}"),
+                True,
+                now=self.chain.timestamp(),
+            )
+            for seed in ("proven", "undelivered")
+        )
+        opened = self.record(
+            "challenge",
+            c.open_challenge(proven, 0x55, sha("input:proven")),
+            "checks the receipt, posts a k=1 job",
+        )
+        job_id = c.get(opened.value).job_id
+        verdict = verdict_sha256(proven.digest, Verdict.MISMATCH)
+        self.node[1].claim(job_id)
+        self.node[1].submit(job_id, Output(ContentRef(0x55, verdict), verdict, 65))
+        self.record("resolve (MISMATCH verdict)", c.resolve(opened.value), "slashes the signer")
+        second = c.challenge(undelivered, 0x55, sha("input:undelivered"))
+        self.chain.warp(self.chain.timestamp() + self.params.challenge_job_ttl_s)
+        self.record(
+            "resolve (job undelivered)", c.resolve(second), "expires the job, refunds the fee"
+        )
 
 
 def table(rows: list[Row], totals: dict[str, int]) -> str:

@@ -4,10 +4,11 @@ validated at start-up (cross-field: a signing key is required, served models par
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from eth_utils import is_address
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from registry.config import DEFAULT_RPC_URL, Settings, load_config_file
 from registry.jobs import JobKind, KindName
@@ -34,6 +35,9 @@ class NodeConfig(BaseSettings):
         batch_size, batch_wait_ms: dynamic batching of direct inference (B requests or W ms).
         cache_max_bytes: model cache size limit.
         rpc_outage_s: seconds of continuous RPC failure before the node gives up (exit 1).
+        trusted_gateways: signing addresses of the gateways whose per-request grants this node
+            accepts in place of a caller's token (``ANCHORML_TRUSTED_GATEWAYS``, comma
+            separated); empty: only callers' own tokens.
     """
 
     model_config = SettingsConfigDict(env_prefix="ANCHORML_", extra="forbid")
@@ -61,6 +65,18 @@ class NodeConfig(BaseSettings):
     batch_wait_ms: float = Field(default=10.0, ge=0, le=1000)
     cache_max_bytes: int = Field(default=8 << 30, gt=0)
     rpc_outage_s: float = Field(default=30.0, gt=0)
+    trusted_gateways: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("trusted_gateways", mode="before")
+    @classmethod
+    def _addresses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for address in value:
+                if not (isinstance(address, str) and is_address(address)):
+                    raise ValueError(f"trusted_gateways: {address!r} is not an address")
+        return value
 
     @model_validator(mode="after")
     def _needs_key(self) -> NodeConfig:

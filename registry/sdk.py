@@ -14,7 +14,12 @@ from registry.chain import deployment as deployment_file
 from registry.chain.connection import Chain, connect, load_account
 from registry.chain.deployment import Deployment
 from registry.chain.tx import Wallet
-from registry.clients import JobBoardClient, ModelRegistryClient, NodeRegistryClient
+from registry.clients import (
+    ChallengesClient,
+    JobBoardClient,
+    ModelRegistryClient,
+    NodeRegistryClient,
+)
 from registry.config import Settings
 
 if TYPE_CHECKING:
@@ -73,6 +78,16 @@ class Anchorml:
         return JobBoardClient(
             self.chain,
             self.deployment.job_board,
+            self.wallet,
+            from_block=self.deployment.deploy_block,
+        )
+
+    @cached_property
+    def challenges(self) -> ChallengesClient:
+        """The Challenges client."""
+        return ChallengesClient(
+            self.chain,
+            self.deployment.challenges,
             self.wallet,
             from_block=self.deployment.deploy_block,
         )

@@ -33,7 +33,7 @@ def deploy(
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing deployment file."),
 ) -> None:
-    """Deploy ModelRegistry, NodeRegistry and JobBoard and write the deployment file."""
+    """Deploy ModelRegistry, NodeRegistry, JobBoard and Challenges; write the deployment file."""
     s = settings(rpc, key_file, out_path)
     target = s.deployment_path
     if target.exists() and not force:
@@ -47,4 +47,5 @@ def deploy(
     out.print(f"ModelRegistry  {dep.model_registry}")
     out.print(f"NodeRegistry   {dep.node_registry}")
     out.print(f"JobBoard       {dep.job_board}")
+    out.print(f"Challenges     {dep.challenges}")
     out.print(f"deployment file {target}")

@@ -1,4 +1,4 @@
-"""`anchorml model push|pull|list|show|alias|revoke`.
+"""`anchorml model push|pull|list|show|alias|revoke|servers`.
 
 ``push`` checks its local input — the options, the directory and what loading it could run
 (pickle weights, remote code: :mod:`registry.model.safety`) — before it connects, so a bad
@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from eth_utils import is_address, to_checksum_address
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
@@ -204,3 +205,55 @@ def revoke_cmd(
         raise ConfigError("revoke needs NAME@VERSION")
     result = connect(rpc, key_file, deployment).models.revoke_version(name, tag)
     out.print(f"revoked {ref}  tx {result.tx_hash}")
+
+
+def _addresses(values: list[str] | None, option: str) -> list[str]:
+    """Checksummed addresses given with ``option`` (a bad one is a one-line local error)."""
+    out_list: list[str] = []
+    for value in values or []:
+        if not is_address(value):
+            raise ConfigError(f"{option} takes a 0x address, not {value!r}")
+        out_list.append(to_checksum_address(value))
+    return out_list
+
+
+@app.command("servers")
+def servers_cmd(
+    name: str = typer.Argument(..., help="Model name."),
+    restrict: bool = typer.Option(
+        None, "--restrict/--open", help="Only allowed nodes may serve / every node may serve."
+    ),
+    allow: list[str] = typer.Option(None, "--allow", help="Allow this node address (repeatable)."),
+    deny: list[str] = typer.Option(None, "--deny", help="Stop allowing this node (repeatable)."),
+    as_json: bool = JsonOption,
+    rpc: str = RpcOption,
+    key_file: Path = KeyFileOption,
+    deployment: Path = DeploymentOption,
+) -> None:
+    """Show or change which nodes may serve a model (owner only to change).
+
+    Allowed nodes are added before a restriction takes effect, so restricting and allowing in
+    one call never leaves the model with no server in between.
+    """
+    allowed, denied = _addresses(allow, "--allow"), _addresses(deny, "--deny")
+    changes = restrict is not None or allowed or denied
+    sdk = connect(rpc, key_file if changes else None, deployment, signer=bool(changes))
+    sdk.models.get_model(name)  # ModelNotFoundError before any transaction
+    if allowed:
+        tx = sdk.models.set_servers(name, allowed, True).tx_hash
+        err.print(f"allowed {', '.join(allowed)}  tx {tx}")
+    if denied:
+        tx = sdk.models.set_servers(name, denied, False).tx_hash
+        err.print(f"denied {', '.join(denied)}  tx {tx}")
+    if restrict is not None:
+        tx = sdk.models.set_server_restriction(name, restrict).tx_hash
+        err.print(f"{'restricted' if restrict else 'opened'} {name}  tx {tx}")
+    restricted = sdk.models.servers_restricted(name)
+    servers = sdk.models.allowed_servers(name)
+    if as_json:
+        print_json({"model": name, "restricted": restricted, "servers": servers})
+        return
+    policy = "restricted to its allowed nodes" if restricted else "any node may serve"
+    out.print(f"{name}: {policy}")
+    for node in servers:
+        out.print(f"  {node}")

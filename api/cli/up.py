@@ -83,8 +83,9 @@ def up(
         )
         refs = _publish_demo_models(net)
         supervisor = Supervisor(net)
-        supervisor.start_workers(workers, refs)
-        gateway = supervisor.start_gateway(ADMIN, options.host, port)
+        supervisor.start_workers(workers, refs, gateway=ADMIN)
+        # the devnet's workers listen on loopback over plain http: allowed here only
+        gateway = supervisor.start_gateway(ADMIN, options.host, port, allow_private_workers="true")
         supervisor.wait_workers()
         _print_welcome(net, gateway, refs, time.monotonic() - started)
         while not (exited := supervisor.exited()):

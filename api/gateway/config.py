@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from registry.config import load_config_file
@@ -36,6 +36,18 @@ class GatewayConfig(BaseSettings):
         max_token_ttl_s: bearer tokens valid for longer than this are refused.
         ipfs_max_bytes: largest file ``/ipfs/{cid}`` serves.
         worker_timeout_s: timeout of a proxied request to a worker.
+        allow_private_workers: accept worker endpoints on loopback and private addresses (and
+            plain http to loopback ones): a devnet's workers (``anchorml up`` sets it). Off,
+            only https endpoints on public addresses are called (:mod:`api.gateway.endpoints`).
+        worker_max_requests, worker_max_streams: requests / streams in flight per worker from
+            this gateway; a worker at its limit is skipped for the next candidate.
+        worker_max_stream_s: total time one relayed stream may last; a longer one is closed.
+        worker_backoff_s: how long a worker that was unreachable or gave a bad answer is skipped
+            (doubling with each bad answer in a row, up to 32 times).
+        grant_ttl_s: lifetime of the per-request grant the gateway sends a worker.
+        receipt_skew_s: largest difference between a receipt's ``issued_at`` and the gateway's
+            clock.
+        key, key_file: the gateway's signing key for grants (default: its wallet's key).
         onchain_timeout_s: how long an on-chain request waits for its job to settle.
         onchain_reward_wei, max_reward_wei: default and largest reward the gateway escrows.
         job_deadline_s, job_lease_s: deadline and lease of jobs the gateway creates.
@@ -63,6 +75,15 @@ class GatewayConfig(BaseSettings):
     max_token_ttl_s: int = Field(default=30 * 86_400, ge=60)
     ipfs_max_bytes: int = Field(default=64 << 20, ge=1)
     worker_timeout_s: float = Field(default=300.0, gt=0)
+    allow_private_workers: bool = False
+    worker_max_requests: int = Field(default=64, ge=1, le=100_000)
+    worker_max_streams: int = Field(default=16, ge=1, le=100_000)
+    worker_max_stream_s: float = Field(default=600.0, gt=0)
+    worker_backoff_s: float = Field(default=10.0, ge=0)
+    grant_ttl_s: float = Field(default=5.0, gt=0, le=300)
+    receipt_skew_s: float = Field(default=30.0, ge=0, le=3600)
+    key: SecretStr | None = None
+    key_file: Path | None = None
     onchain_timeout_s: float = Field(default=300.0, gt=0)
     onchain_reward_wei: int = Field(default=10**15, ge=1)
     max_reward_wei: int = Field(default=10**18, ge=1)

@@ -20,11 +20,21 @@ from api.gateway.metrics import GatewayMetrics
 from api.gateway.onchain import JobTracker, OnchainRunner
 from api.gateway.spotcheck import SpotChecker
 from api.gateway.store import CountingStore, normalize, tree_cids
-from api.gateway.upstream import WorkerPool
+from api.gateway.upstream import PoolSettings, WorkerPool
 from api.gateway.watcher import ChainWatcher
-from node.serving import Catalog, InferenceRuntime, Limits, OpenAIService, RuntimeConfig, Target
+from node.serving import (
+    Catalog,
+    InferenceRuntime,
+    Limits,
+    OpenAIService,
+    RuntimeConfig,
+    Target,
+    receipt_domain,
+)
 from registry.clients import Access
+from registry.errors import ConfigError
 from registry.model.package import ModelCache
+from registry.receipts import Signer
 from registry.sdk import Anchorml
 
 
@@ -45,6 +55,7 @@ class Gateway:
     watcher: ChainWatcher
     tracker: JobTracker
     onchain: OnchainRunner
+    signer: Signer | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     spotcheck: SpotChecker = field(init=False)
     _gated_cids: set[str] | None = None
@@ -126,9 +137,21 @@ def build(config: GatewayConfig, sdk: Anchorml, metrics: GatewayMetrics | None =
         max_token_ttl_s=config.max_token_ttl_s,
     )
     index = RegistryIndex()
+    signer = gateway_signer(config, sdk)
     pool = WorkerPool(
-        sdk.nodes, metrics, index.serving, ttl_s=config.cache_ttl_s,
-        timeout_s=config.worker_timeout_s,
+        sdk.nodes, metrics, index.serving, receipt_domain(sdk.deployment),
+        PoolSettings(
+            ttl_s=config.cache_ttl_s,
+            timeout_s=config.worker_timeout_s,
+            backoff_s=config.worker_backoff_s,
+            allow_private=config.allow_private_workers,
+            max_requests=config.worker_max_requests,
+            max_streams=config.worker_max_streams,
+            max_stream_s=config.worker_max_stream_s,
+            grant_ttl_s=config.grant_ttl_s,
+            receipt_skew_s=config.receipt_skew_s,
+        ),
+        signer=signer, may_serve=sdk.models.may_serve,
     )  # fmt: skip
     tracker = JobTracker(sdk)
     gateway = Gateway(
@@ -145,11 +168,34 @@ def build(config: GatewayConfig, sdk: Anchorml, metrics: GatewayMetrics | None =
         watcher=ChainWatcher(sdk, index, lambda _views: None, interval_s=config.watch_interval_s),
         tracker=tracker,
         onchain=OnchainRunner(sdk, store, tracker, config, metrics),
+        signer=signer,
     )
     gateway.spotcheck = SpotChecker(gateway, config.spot_check_fraction)
     gateway.watcher.on_change = gateway.on_change
     gateway.watcher.on_tick = gateway.refresh_caches
     return gateway
+
+
+def gateway_signer(config: GatewayConfig, sdk: Anchorml) -> Signer | None:
+    """The gateway's own signing key (grants to workers): ``key``, else ``key_file``, else its
+    wallet's key; None for a gateway without any key.
+
+    Raises:
+        ConfigError: an unreadable or invalid key.
+    """
+    try:
+        if config.key is not None:
+            return Signer(bytes.fromhex(config.key.get_secret_value().removeprefix("0x")))
+        if config.key_file is not None:
+            text = config.key_file.read_text().strip()
+            return Signer(bytes.fromhex(text.removeprefix("0x")))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"the gateway key is unreadable or invalid ({type(exc).__name__})"
+        ) from None
+    if sdk.wallet is None:
+        return None
+    return Signer(bytes(sdk.wallet.account.key))
 
 
 # --- request dependencies ----------------------------------------------------------------------

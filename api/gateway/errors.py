@@ -25,6 +25,20 @@ class NoWorkerError(ServingError):
     code = "no_worker"
 
 
+class BadWorkerAnswerError(ServingError):
+    """Every worker that answered gave an answer whose receipt did not hold, and in-process
+    inference is off (502)."""
+
+    code = "bad_worker_answer"
+
+
+class WorkersBusyError(ServingError):
+    """Every worker serving the version is at its limits and in-process inference is off
+    (503)."""
+
+    code = "overloaded"
+
+
 class ContentTooLargeError(ServingError):
     """The content asked for exceeds what the gateway serves (413)."""
 

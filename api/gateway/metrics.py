@@ -37,6 +37,11 @@ class GatewayMetrics:
             "anchorml_gateway_worker_inflight", "Requests in flight per worker", ["worker"],
             registry=r,
         )  # fmt: skip
+        self.rejected_answers = Counter(
+            "anchorml_gateway_rejected_answers_total",
+            "Worker answers dropped before relaying, by reason (receipt checks)", ["reason"],
+            registry=r,
+        )  # fmt: skip
         self.spot_checks = Counter(
             "anchorml_gateway_spot_checks_total",
             "Spot checks of worker answers by outcome (agreed, disagreed, challenged, ...)",

@@ -16,6 +16,9 @@ import {NodeRegistry} from "./NodeRegistry.sol";
 ///            the reveal window. A strict majority of equal outputs wins the reward; dissenters and
 ///            silent claimants are slashed.
 ///         4. Nobody delivered by the deadline: `expire` (callable by anyone) refunds the requester.
+///         The Challenges contract posts re-execution jobs with `createChallengeJob`: no access
+///         check on the version (gated models' answers can be challenged) and one excluded node
+///         (the accused signer) that may not claim.
 ///         A lease that lapses reopens its slot and slashes the lapsed claimant. Model-producing
 ///         jobs (TRAIN, FINETUNE, COMPRESS) register the result as a new version of the
 ///         requester's output model, with the input version as parent.
@@ -96,6 +99,9 @@ contract JobBoard is Governed {
         bytes32 outputModelId;
     }
 
+    /// @notice Role of the Challenges contract, which posts re-execution jobs that exclude a node.
+    bytes32 public constant CHALLENGES_ROLE = keccak256("CHALLENGES_ROLE");
+
     /// @notice Largest redundancy a job may ask for.
     uint8 public constant MAX_REDUNDANCY = 15;
 
@@ -115,6 +121,8 @@ contract JobBoard is Governed {
     mapping(uint64 jobId => mapping(uint256 slot => Claim)) private _claims;
     mapping(uint64 jobId => bytes32 resultHash) private _resultHashes;
     mapping(uint64 jobId => bytes32 modelId) private _outputModel;
+    /// @notice The node that may not claim a job (a challenge job's accused signer; zero = none).
+    mapping(uint64 jobId => address node) public excludedOf;
 
     /// @notice No job has this id.
     error JobNotFound(uint64 jobId);
@@ -132,6 +140,8 @@ contract JobBoard is Governed {
     error NodeNotEligible(address node);
     /// @notice Every claim slot is held by an unexpired lease.
     error LeaseActive(uint64 jobId, address holder, uint40 leaseExpiry);
+    /// @notice The node may not claim this job (it is the accused of the challenge it re-executes).
+    error NodeExcluded(uint64 jobId, address node);
     /// @notice The node already holds a claim on this job.
     error AlreadyClaimed(uint64 jobId, address node);
     /// @notice The caller holds no active claim on this job.
@@ -168,6 +178,8 @@ contract JobBoard is Governed {
         uint8 redundancy,
         bytes32 outputModelId
     );
+    /// @notice `node` may not claim the job (a challenge job naming its accused).
+    event ClaimantExcluded(uint64 indexed jobId, address indexed node);
     /// @notice `node` claimed the job until `leaseExpiry`.
     event JobClaimed(uint64 indexed jobId, address indexed node, uint40 leaseExpiry);
     /// @notice `node` gave up its claim (`lapsed` when its lease ran out, and it was slashed).
@@ -212,42 +224,25 @@ contract JobBoard is Governed {
     /// @param r The job request.
     /// @return jobId The new job's id.
     function createJob(JobRequest calldata r) external payable whenNotPaused returns (uint64 jobId) {
-        if (msg.value == 0 || msg.value > type(uint96).max) revert InvalidReward(msg.value);
-        if (
-            r.deadline <= block.timestamp || r.leaseSeconds == 0 || r.redundancy == 0
-                || r.redundancy > MAX_REDUNDANCY
-        ) revert InvalidJobTiming(r.deadline, r.leaseSeconds, r.redundancy);
-        if (r.inputCodec != 0x55 && r.inputCodec != 0x70) revert InvalidInput(r.inputCodec);
-        // Called for its revert (`NoAccess`, unknown or revoked version); the model id is not needed.
-        // slither-disable-next-line unused-return
-        registry.checkVersionAccess(r.versionId, msg.sender);
-        bool producesModel = _producesModel(r.kind);
-        if (producesModel) {
-            if (registry.getModel(r.outputModelId).owner != msg.sender) revert InvalidOutputModel(r.outputModelId);
-        } else if (r.outputModelId != bytes32(0)) {
-            revert InvalidOutputModel(r.outputModelId);
-        }
-        jobId = ++lastJobId;
-        Job storage j = _jobs[jobId];
-        (j.requester, j.reward, j.versionId) = (msg.sender, uint96(msg.value), r.versionId);
-        j.inputHash = keccak256(abi.encode(r.inputCodec, r.inputDigest, r.paramsHash));
-        (j.deadline, j.leaseSeconds, j.kind, j.status, j.redundancy) =
-            (r.deadline, r.leaseSeconds, r.kind, Status.Open, r.redundancy);
-        if (producesModel) _outputModel[jobId] = r.outputModelId;
-        emit JobCreated(
-            jobId,
-            msg.sender,
-            r.versionId,
-            r.kind,
-            r.inputCodec,
-            r.inputDigest,
-            r.paramsHash,
-            uint96(msg.value),
-            r.deadline,
-            r.leaseSeconds,
-            r.redundancy,
-            r.outputModelId
-        );
+        return _createJob(r, true);
+    }
+
+    /// @notice Post a challenge's re-execution job that `excluded` may not claim (Challenges
+    ///         contract only). The version must exist and not be revoked, but its access policy
+    ///         does not apply: a gated model's answers can be challenged too.
+    /// @param r The job request.
+    /// @param excluded The accused node.
+    /// @return jobId The new job's id.
+    function createChallengeJob(JobRequest calldata r, address excluded)
+        external
+        payable
+        whenNotPaused
+        onlyRole(CHALLENGES_ROLE)
+        returns (uint64 jobId)
+    {
+        jobId = _createJob(r, false);
+        excludedOf[jobId] = excluded;
+        emit ClaimantExcluded(jobId, excluded);
     }
 
     /// @notice Cancel an open job nobody holds a claim on; the reward is credited back.
@@ -290,6 +285,7 @@ contract JobBoard is Governed {
         if (s != Status.Open && s != Status.Claimed) revert InvalidJobStatus(jobId, s);
         if (block.timestamp >= j.deadline) revert DeadlinePassed(jobId, j.deadline);
         if (!nodes.isEligible(msg.sender)) revert NodeNotEligible(msg.sender);
+        if (excludedOf[jobId] == msg.sender) revert NodeExcluded(jobId, msg.sender);
         // Taking over a lapsed slot calls the immutable NodeRegistry's `slash`, which makes no
         // external call, so nothing can re-enter before the slot is written below.
         // slither-disable-next-line reentrancy-no-eth
@@ -449,6 +445,42 @@ contract JobBoard is Governed {
 
     // ------------------------------------------------------------------ internal
 
+    /// @dev Validate `r` (with the caller's access to the version when `checkAccess`), escrow
+    ///      `msg.value` and record the job.
+    function _createJob(JobRequest calldata r, bool checkAccess) private returns (uint64 jobId) {
+        if (msg.value == 0 || msg.value > type(uint96).max) revert InvalidReward(msg.value);
+        if (
+            r.deadline <= block.timestamp || r.leaseSeconds == 0 || r.redundancy == 0
+                || r.redundancy > MAX_REDUNDANCY
+        ) revert InvalidJobTiming(r.deadline, r.leaseSeconds, r.redundancy);
+        if (r.inputCodec != 0x55 && r.inputCodec != 0x70) revert InvalidInput(r.inputCodec);
+        if (checkAccess) {
+            // Called for its revert (`NoAccess`, unknown or revoked version); the model id is not
+            // needed.
+            // slither-disable-next-line unused-return
+            registry.checkVersionAccess(r.versionId, msg.sender);
+        } else {
+            // Called for its revert (unknown or revoked version; access is not checked: answers of
+            // gated models can be challenged too); the model id is not needed.
+            // slither-disable-next-line unused-return
+            registry.checkVersion(r.versionId);
+        }
+        bool producesModel = _producesModel(r.kind);
+        if (producesModel) {
+            if (registry.getModel(r.outputModelId).owner != msg.sender) revert InvalidOutputModel(r.outputModelId);
+        } else if (r.outputModelId != bytes32(0)) {
+            revert InvalidOutputModel(r.outputModelId);
+        }
+        jobId = ++lastJobId;
+        Job storage j = _jobs[jobId];
+        (j.requester, j.reward, j.versionId) = (msg.sender, uint96(msg.value), r.versionId);
+        j.inputHash = keccak256(abi.encode(r.inputCodec, r.inputDigest, r.paramsHash));
+        (j.deadline, j.leaseSeconds, j.kind, j.status, j.redundancy) =
+            (r.deadline, r.leaseSeconds, r.kind, Status.Open, r.redundancy);
+        if (producesModel) _outputModel[jobId] = r.outputModelId;
+        _emitJobCreated(jobId, r);
+    }
+
     function _job(uint64 jobId) private view returns (Job storage j) {
         j = _jobs[jobId];
         if (j.status == Status.None) revert JobNotFound(jobId);
@@ -562,6 +594,25 @@ contract JobBoard is Governed {
         // slither-disable-next-line unused-return
         registry.registerJobVersion(
             _outputModel[jobId], string.concat("job-", _decimal(jobId)), codec, digest, outputSha256, j.versionId, jobId
+        );
+    }
+
+    /// @dev A function of its own: inline, the event's twelve fields overflow the legacy code
+    ///      generator's stack (slither compiles without via-IR).
+    function _emitJobCreated(uint64 jobId, JobRequest calldata r) private {
+        emit JobCreated(
+            jobId,
+            msg.sender,
+            r.versionId,
+            r.kind,
+            r.inputCodec,
+            r.inputDigest,
+            r.paramsHash,
+            uint96(msg.value),
+            r.deadline,
+            r.leaseSeconds,
+            r.redundancy,
+            r.outputModelId
         );
     }
 

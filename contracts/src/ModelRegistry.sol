@@ -57,6 +57,8 @@ contract ModelRegistry is Governed {
     mapping(bytes32 versionId => Version) private _versions;
     mapping(bytes32 modelId => mapping(bytes32 aliasHash => Alias)) private _aliases;
     mapping(bytes32 modelId => mapping(address account => uint64 expiry)) private _accessExpiry;
+    mapping(bytes32 modelId => bool) private _serversRestricted;
+    mapping(bytes32 modelId => mapping(address node => bool)) private _servers;
 
     /// @notice A model with this id already exists.
     error ModelAlreadyExists(bytes32 modelId);
@@ -90,6 +92,8 @@ contract ModelRegistry is Governed {
     error NoAccess(bytes32 modelId, address account);
     /// @notice Tags starting with `job-` are reserved for versions produced by jobs.
     error ReservedTag(string tag);
+    /// @notice The zero address cannot be allowed to serve.
+    error InvalidServer(address node);
 
     /// @notice A model was created.
     event ModelCreated(bytes32 indexed modelId, string name, address indexed owner, Access access);
@@ -115,6 +119,11 @@ contract ModelRegistry is Governed {
     event AliasSet(bytes32 indexed modelId, bytes32 indexed aliasHash, string name, bytes32 versionId, bytes32 previous);
     /// @notice `account` may use the model until `expiry` (0 = access removed).
     event AccessChanged(bytes32 indexed modelId, address indexed account, uint64 expiry);
+    /// @notice Serving the model is now restricted to its allowed nodes (`restricted`) or open to
+    ///         every node.
+    event ServerRestrictionSet(bytes32 indexed modelId, bool restricted);
+    /// @notice `node` is now allowed (or no longer allowed) to serve the model when restricted.
+    event ServerSet(bytes32 indexed modelId, address indexed node, bool allowed);
 
     /// @param admin Initial default admin and pauser.
     /// @param adminTransferDelay Seconds before a pending admin may accept.
@@ -318,7 +327,62 @@ contract ModelRegistry is Governed {
         _credit(m.owner, msg.value);
     }
 
+    // ----------------------------------------------------------------- serving
+
+    /// @notice Restrict serving the model to the nodes allowed with `setServers`, or open it to
+    ///         every node again (the allowed set is kept either way).
+    /// @param modelId The model.
+    /// @param restricted True to restrict.
+    function setServerRestriction(bytes32 modelId, bool restricted) external whenNotPaused onlyModelOwner(modelId) {
+        _serversRestricted[modelId] = restricted;
+        emit ServerRestrictionSet(modelId, restricted);
+    }
+
+    /// @notice Allow (or stop allowing) `nodes` to serve the model while it is restricted.
+    /// @param modelId The model.
+    /// @param nodes The node addresses (non-zero).
+    /// @param allowed True to allow, false to remove.
+    function setServers(bytes32 modelId, address[] calldata nodes, bool allowed)
+        external
+        whenNotPaused
+        onlyModelOwner(modelId)
+    {
+        for (uint256 i; i < nodes.length; ++i) {
+            address node = nodes[i];
+            if (node == address(0)) revert InvalidServer(node);
+            _servers[modelId][node] = allowed;
+            emit ServerSet(modelId, node, allowed);
+        }
+    }
+
     // ------------------------------------------------------------------- views
+
+    /// @notice Whether `node` may serve the version: it exists, is not revoked, and its model is
+    ///         unrestricted or allows `node`.
+    /// @param versionId The version.
+    /// @param node The node.
+    /// @return True if the node may serve it.
+    function mayServe(bytes32 versionId, address node) external view returns (bool) {
+        Version storage v = _versions[versionId];
+        bytes32 modelId = v.modelId;
+        if (modelId == bytes32(0) || v.revoked) return false;
+        return !_serversRestricted[modelId] || _servers[modelId][node];
+    }
+
+    /// @notice Whether serving the model is restricted to its allowed nodes.
+    /// @param modelId The model.
+    /// @return True if restricted.
+    function serversRestricted(bytes32 modelId) external view returns (bool) {
+        return _serversRestricted[modelId];
+    }
+
+    /// @notice Whether `node` is on the model's allowed servers (used only while restricted).
+    /// @param modelId The model.
+    /// @param node The node.
+    /// @return True if allowed.
+    function isServer(bytes32 modelId, address node) external view returns (bool) {
+        return _servers[modelId][node];
+    }
 
     /// @notice Whether `account` may use the model now.
     /// @param modelId The model.
@@ -336,11 +400,18 @@ contract ModelRegistry is Governed {
     /// @param account The account.
     /// @return modelId The version's model.
     function checkVersionAccess(bytes32 versionId, address account) external view returns (bytes32 modelId) {
+        modelId = checkVersion(versionId);
+        if (!hasAccess(modelId, account)) revert NoAccess(modelId, account);
+    }
+
+    /// @notice Revert unless the version exists and is not revoked.
+    /// @param versionId The version.
+    /// @return modelId The version's model.
+    function checkVersion(bytes32 versionId) public view returns (bytes32 modelId) {
         Version storage v = _versions[versionId];
         modelId = v.modelId;
         if (modelId == bytes32(0)) revert VersionNotFound(versionId);
         if (v.revoked) revert VersionIsRevoked(versionId);
-        if (!hasAccess(modelId, account)) revert NoAccess(modelId, account);
     }
 
     /// @notice Until when `account` holds granted or bought access (0 = none).

@@ -6,8 +6,9 @@ import {Governed} from "./Governed.sol";
 /// @title NodeRegistry
 /// @notice Worker nodes stake ETH, declare an endpoint URL, a public key and the model versions
 ///         they serve. Leaving takes two steps: `requestUnstake` stops new work at once, and
-///         `withdrawStake` returns the stake after `unstakeDelay`. The job board may slash a node;
-///         slashed ETH is credited (pull payment) to the beneficiary it names.
+///         `withdrawStake` returns the stake after `unstakeDelay`. The job board and the Challenges
+///         contract may slash a node; slashed ETH is credited (pull payment) to the beneficiary
+///         the slasher names.
 /// @dev Invariant: `address(this).balance == Σ stake + Σ withdrawable`.
 contract NodeRegistry is Governed {
     /// @notice A worker node's record.
@@ -20,7 +21,7 @@ contract NodeRegistry is Governed {
         bytes publicKey;
     }
 
-    /// @notice Role of the job board, which may slash nodes.
+    /// @notice Role of the contracts that may slash nodes (the job board, the Challenges contract).
     bytes32 public constant SLASHER_ROLE = keccak256("SLASHER_ROLE");
 
     /// @notice Minimum stake for a node to take jobs.
@@ -127,11 +128,11 @@ contract NodeRegistry is Governed {
         _credit(msg.sender, stake);
     }
 
-    /// @notice Take up to `amount` of a node's stake and credit it to `beneficiary` (job board only).
+    /// @notice Take up to `amount` of a node's stake and credit it to `beneficiary` (slashers only).
     /// @param node The node.
     /// @param amount Amount to slash (capped at the stake).
     /// @param beneficiary Who receives the slashed ETH.
-    /// @param jobId The job the node failed.
+    /// @param jobId The job the node failed (for the Challenges contract: the re-execution job).
     /// @return slashed The amount actually taken.
     function slash(address node, uint256 amount, address beneficiary, uint64 jobId)
         external

@@ -15,6 +15,7 @@ from a submodule. Inside:
 - :mod:`~node.serving.errors` — serving errors and the one translation of errors to HTTP;
 - :mod:`~node.serving.catalog` — cached model resolution and on-chain access checks;
 - :mod:`~node.serving.worker` — the worker's hook (``Node.runtime``);
+- :mod:`~node.serving.grants` — the worker's check of a gateway's per-request grant;
 - :mod:`~node.serving.allocator`, :mod:`~node.serving.lanes`, :mod:`~node.serving.cache` —
   process memory, torch lanes, and the TTL caches of chain answers.
 """
@@ -31,6 +32,7 @@ from node.serving.errors import (
     UnsupportedParameterError,
     to_response,
 )
+from node.serving.grants import GrantChecker, receipt_domain, same_domain
 from node.serving.handlers import (
     Call,
     Limits,
@@ -77,6 +79,7 @@ __all__ = [
     "CompletionRequest",
     "EmbeddingRequest",
     "GenerationParams",
+    "GrantChecker",
     "InferenceRuntime",
     "InvalidRequestError",
     "Limits",
@@ -100,7 +103,9 @@ __all__ = [
     "error_body",
     "freeze_gc_after_loads",
     "json_response",
+    "receipt_domain",
     "retain_freed_memory",
     "run_here",
+    "same_domain",
     "to_response",
 ]

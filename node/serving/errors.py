@@ -144,6 +144,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "model_error": 422,
     "rate_limited": 429,
     "content_corrupt": 502,
+    "bad_worker_answer": 502,
     "job_failed": 502,
     "store_error": 502,
     "chain_error": 502,

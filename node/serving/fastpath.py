@@ -104,14 +104,17 @@ class JsonFastPath:
         if more or size > self.max_body:
             await self.app(scope, _replay(chunks, more, receive), send)
             return
+        raw = b"".join(chunks)
         try:
-            body = self.body_model.model_validate_json(b"".join(chunks))
+            body = self.body_model.model_validate_json(raw)
         except ValidationError:
             await self.app(scope, _replay(chunks, False, receive), send)
             return
         scope["route"] = self._route or self._find_route(scope)
+        request = Request(scope, receive)
+        request._body = raw  # what Request.body() returns (a grant check reads it)
         try:
-            response = await self.handler(body, Request(scope, receive))
+            response = await self.handler(body, request)
         except Exception as exc:  # noqa: BLE001 - translated like the app translates it
             response = self.on_error(exc)
         await response(scope, receive, send)

@@ -33,7 +33,7 @@ SHIM = REPO_ROOT / "tools" / "solc"
 REVERT_ERRORS_MODULE = Path(__file__).with_name("revert_errors.py")
 
 #: Contracts whose artifacts are written (the rest are libraries and bases).
-DEPLOYABLE = ("ModelRegistry", "NodeRegistry", "JobBoard")
+DEPLOYABLE = ("ModelRegistry", "NodeRegistry", "JobBoard", "Challenges")
 #: Test-only contracts (attackers for the reentrancy tests), built into ``build/test/``.
 TEST_CONTRACTS = ("ReentrantPayee",)
 

@@ -27,6 +27,7 @@ class Deployment:
     model_registry: str
     node_registry: str
     job_board: str
+    challenges: str
     deploy_block: int
     deployer: str
     artifacts: dict[str, str]
@@ -54,13 +55,27 @@ class DeployParams:
     unstake_delay_s: int = 3600
     slash_amount_wei: int = 5 * 10**16
     reveal_window_s: int = 600
+    # Challenges (docs/economics.md, "Challenges"): window + job TTL + reveal window must stay
+    # below the unstake delay, which the contract checks.
+    challenge_fee_wei: int = 10**16
+    challenge_window_s: int = 1_800
+    challenge_job_ttl_s: int = 900
+    # One re-executor: the devnet runs two workers, one of which is the accused.
+    challenge_redundancy: int = 1
+    fault_slash_wei: int = 10**17
+
+
+#: Contracts a deployment holds, in deploy order (their artifacts' sha256 are recorded).
+CONTRACTS = ("ModelRegistry", "NodeRegistry", "JobBoard", "Challenges")
 
 
 def deploy(wallet: Wallet, params: DeployParams | None = None) -> Deployment:
-    """Deploy ModelRegistry, NodeRegistry and JobBoard and wire their roles.
+    """Deploy ModelRegistry, NodeRegistry, JobBoard and Challenges and wire their roles.
 
-    The deployer becomes default admin and pauser of all three; the job board gets
-    ``JOB_BOARD_ROLE`` on the registry and ``SLASHER_ROLE`` on the node registry.
+    The deployer becomes default admin and pauser of all four; the job board gets
+    ``JOB_BOARD_ROLE`` on the registry and ``SLASHER_ROLE`` on the node registry; the
+    Challenges contract gets ``CHALLENGES_ROLE`` on the job board and ``SLASHER_ROLE`` on the
+    node registry.
     """
     p = params or DeployParams()
     w3 = wallet.chain.w3
@@ -84,22 +99,39 @@ def deploy(wallet: Wallet, params: DeployParams | None = None) -> Deployment:
         p.slash_amount_wei,
         p.reveal_window_s,
     ).receipt["contractAddress"]
+    challenges_addr = wallet.deploy(
+        factory("Challenges"),
+        admin,
+        p.admin_transfer_delay,
+        board_addr,
+        nodes_addr,
+        p.challenge_fee_wei,
+        p.challenge_window_s,
+        p.challenge_job_ttl_s,
+        p.challenge_redundancy,
+        p.fault_slash_wei,
+    ).receipt["contractAddress"]
     registry = w3.eth.contract(address=registry_addr, abi=artifacts.load("ModelRegistry").abi)
     nodes = w3.eth.contract(address=nodes_addr, abi=artifacts.load("NodeRegistry").abi)
+    board = w3.eth.contract(address=board_addr, abi=artifacts.load("JobBoard").abi)
     wallet.transact(
         registry.functions.grantRole(registry.functions.JOB_BOARD_ROLE().call(), board_addr)
     )
-    wallet.transact(nodes.functions.grantRole(nodes.functions.SLASHER_ROLE().call(), board_addr))
+    slasher = nodes.functions.SLASHER_ROLE().call()
+    wallet.transact(nodes.functions.grantRole(slasher, board_addr))
+    wallet.transact(nodes.functions.grantRole(slasher, challenges_addr))
+    wallet.transact(
+        board.functions.grantRole(board.functions.CHALLENGES_ROLE().call(), challenges_addr)
+    )
     return Deployment(
         chain_id=wallet.chain.chain_id,
         model_registry=str(registry_addr),
         node_registry=str(nodes_addr),
         job_board=str(board_addr),
+        challenges=str(challenges_addr),
         deploy_block=int(first.receipt["blockNumber"]),
         deployer=admin,
-        artifacts={
-            n: artifacts.load(n).sha256 for n in ("ModelRegistry", "NodeRegistry", "JobBoard")
-        },
+        artifacts={n: artifacts.load(n).sha256 for n in CONTRACTS},
     )
 
 
@@ -127,6 +159,13 @@ def load(path: Path) -> Deployment:
     """
     try:
         data = json.loads(path.read_text())
+        if isinstance(data, dict) and "job_board" in data and "challenges" not in data:
+            # Written before the Challenges contract existed: its contracts lack the roles and
+            # functions challenges need, so the only fix is a new deployment.
+            raise ConfigError(
+                f"deployment file {path} predates the Challenges contract: redeploy with "
+                "`anchorml contracts deploy --force` (or restart `anchorml up`)"
+            )
         return Deployment(**data)
     except FileNotFoundError:
         raise ConfigError(

@@ -68,6 +68,16 @@ class AliasNotFound(ContractRevertError):
     param_types: tuple[str, ...] = ("bytes32", "bytes32")
 
 
+class AlreadyChallenged(ContractRevertError):
+    """Solidity ``AlreadyChallenged(bytes32,uint64)``."""
+
+    error_name = "AlreadyChallenged"
+    code = "already_challenged"
+    signature = "AlreadyChallenged(bytes32,uint64)"
+    param_names: tuple[str, ...] = ("receipt_digest", "challenge_id")
+    param_types: tuple[str, ...] = ("bytes32", "uint64")
+
+
 class AlreadyClaimed(ContractRevertError):
     """Solidity ``AlreadyClaimed(uint64,address)``."""
 
@@ -76,6 +86,26 @@ class AlreadyClaimed(ContractRevertError):
     signature = "AlreadyClaimed(uint64,address)"
     param_names: tuple[str, ...] = ("job_id", "node")
     param_types: tuple[str, ...] = ("uint64", "address")
+
+
+class AlreadyResolved(ContractRevertError):
+    """Solidity ``AlreadyResolved(uint64,uint8)``."""
+
+    error_name = "AlreadyResolved"
+    code = "already_resolved"
+    signature = "AlreadyResolved(uint64,uint8)"
+    param_names: tuple[str, ...] = ("challenge_id", "status")
+    param_types: tuple[str, ...] = ("uint64", "uint8")
+
+
+class ChallengeNotFound(ContractRevertError):
+    """Solidity ``ChallengeNotFound(uint64)``."""
+
+    error_name = "ChallengeNotFound"
+    code = "challenge_not_found"
+    signature = "ChallengeNotFound(uint64)"
+    param_names: tuple[str, ...] = ("challenge_id",)
+    param_types: tuple[str, ...] = ("uint64",)
 
 
 class CommitmentMismatch(ContractRevertError):
@@ -128,6 +158,16 @@ class ExpectedPause(ContractRevertError):
     param_types: tuple[str, ...] = ()
 
 
+class FeeTooLow(ContractRevertError):
+    """Solidity ``FeeTooLow(uint256,uint256)``."""
+
+    error_name = "FeeTooLow"
+    code = "fee_too_low"
+    signature = "FeeTooLow(uint256,uint256)"
+    param_names: tuple[str, ...] = ("fee", "sent")
+    param_types: tuple[str, ...] = ("uint256", "uint256")
+
+
 class InsufficientStake(ContractRevertError):
     """Solidity ``InsufficientStake(uint256,uint256)``."""
 
@@ -136,6 +176,16 @@ class InsufficientStake(ContractRevertError):
     signature = "InsufficientStake(uint256,uint256)"
     param_names: tuple[str, ...] = ("stake", "min_stake")
     param_types: tuple[str, ...] = ("uint256", "uint256")
+
+
+class InvalidChallengeParams(ContractRevertError):
+    """Solidity ``InvalidChallengeParams()``."""
+
+    error_name = "InvalidChallengeParams"
+    code = "invalid_challenge_params"
+    signature = "InvalidChallengeParams()"
+    param_names: tuple[str, ...] = ()
+    param_types: tuple[str, ...] = ()
 
 
 class InvalidCid(ContractRevertError):
@@ -258,6 +308,16 @@ class InvalidReward(ContractRevertError):
     param_types: tuple[str, ...] = ("uint256",)
 
 
+class InvalidServer(ContractRevertError):
+    """Solidity ``InvalidServer(address)``."""
+
+    error_name = "InvalidServer"
+    code = "invalid_server"
+    signature = "InvalidServer(address)"
+    param_names: tuple[str, ...] = ("node",)
+    param_types: tuple[str, ...] = ("address",)
+
+
 class JobNotFound(ContractRevertError):
     """Solidity ``JobNotFound(uint64)``."""
 
@@ -276,6 +336,16 @@ class LeaseActive(ContractRevertError):
     signature = "LeaseActive(uint64,address,uint40)"
     param_names: tuple[str, ...] = ("job_id", "holder", "lease_expiry")
     param_types: tuple[str, ...] = ("uint64", "address", "uint40")
+
+
+class MalformedSignature(ContractRevertError):
+    """Solidity ``MalformedSignature()``."""
+
+    error_name = "MalformedSignature"
+    code = "malformed_signature"
+    signature = "MalformedSignature()"
+    param_names: tuple[str, ...] = ()
+    param_types: tuple[str, ...] = ()
 
 
 class ModelAlreadyExists(ContractRevertError):
@@ -308,6 +378,16 @@ class NoAccess(ContractRevertError):
     param_types: tuple[str, ...] = ("bytes32", "address")
 
 
+class NodeExcluded(ContractRevertError):
+    """Solidity ``NodeExcluded(uint64,address)``."""
+
+    error_name = "NodeExcluded"
+    code = "node_excluded"
+    signature = "NodeExcluded(uint64,address)"
+    param_names: tuple[str, ...] = ("job_id", "node")
+    param_types: tuple[str, ...] = ("uint64", "address")
+
+
 class NodeExiting(ContractRevertError):
     """Solidity ``NodeExiting(address,uint64)``."""
 
@@ -335,6 +415,16 @@ class NodeNotRegistered(ContractRevertError):
     code = "node_not_registered"
     signature = "NodeNotRegistered(address)"
     param_names: tuple[str, ...] = ("node",)
+    param_types: tuple[str, ...] = ("address",)
+
+
+class NotANode(ContractRevertError):
+    """Solidity ``NotANode(address)``."""
+
+    error_name = "NotANode"
+    code = "not_anode"
+    signature = "NotANode(address)"
+    param_names: tuple[str, ...] = ("signer",)
     param_types: tuple[str, ...] = ("address",)
 
 
@@ -378,6 +468,16 @@ class NotRequester(ContractRevertError):
     param_types: tuple[str, ...] = ("uint64", "address")
 
 
+class NotResolvableYet(ContractRevertError):
+    """Solidity ``NotResolvableYet(uint64,uint8)``."""
+
+    error_name = "NotResolvableYet"
+    code = "not_resolvable_yet"
+    signature = "NotResolvableYet(uint64,uint8)"
+    param_names: tuple[str, ...] = ("challenge_id", "job_status")
+    param_types: tuple[str, ...] = ("uint64", "uint8")
+
+
 class NothingToRollBack(ContractRevertError):
     """Solidity ``NothingToRollBack(bytes32,bytes32)``."""
 
@@ -396,6 +496,26 @@ class NothingToWithdraw(ContractRevertError):
     signature = "NothingToWithdraw(address)"
     param_names: tuple[str, ...] = ("account",)
     param_types: tuple[str, ...] = ("address",)
+
+
+class ReceiptExpired(ContractRevertError):
+    """Solidity ``ReceiptExpired(uint64,uint256)``."""
+
+    error_name = "ReceiptExpired"
+    code = "receipt_expired"
+    signature = "ReceiptExpired(uint64,uint256)"
+    param_names: tuple[str, ...] = ("issued_at", "deadline")
+    param_types: tuple[str, ...] = ("uint64", "uint256")
+
+
+class ReceiptFromFuture(ContractRevertError):
+    """Solidity ``ReceiptFromFuture(uint64,uint256)``."""
+
+    error_name = "ReceiptFromFuture"
+    code = "receipt_from_future"
+    signature = "ReceiptFromFuture(uint64,uint256)"
+    param_names: tuple[str, ...] = ("issued_at", "block_time")
+    param_types: tuple[str, ...] = ("uint64", "uint256")
 
 
 class ReentrancyGuardReentrantCall(ContractRevertError):
@@ -438,6 +558,26 @@ class SafeCastOverflowedUintDowncast(ContractRevertError):
     param_types: tuple[str, ...] = ("uint8", "uint256")
 
 
+class SampledRequest(ContractRevertError):
+    """Solidity ``SampledRequest(bytes32)``."""
+
+    error_name = "SampledRequest"
+    code = "sampled_request"
+    signature = "SampledRequest(bytes32)"
+    param_names: tuple[str, ...] = ("receipt_digest",)
+    param_types: tuple[str, ...] = ("bytes32",)
+
+
+class SignerMismatch(ContractRevertError):
+    """Solidity ``SignerMismatch(address,address)``."""
+
+    error_name = "SignerMismatch"
+    code = "signer_mismatch"
+    signature = "SignerMismatch(address,address)"
+    param_names: tuple[str, ...] = ("signer", "recovered")
+    param_types: tuple[str, ...] = ("address", "address")
+
+
 class StakeLocked(ContractRevertError):
     """Solidity ``StakeLocked(address,uint64)``."""
 
@@ -456,6 +596,16 @@ class TransferFailed(ContractRevertError):
     signature = "TransferFailed(address,uint256)"
     param_names: tuple[str, ...] = ("to", "amount")
     param_types: tuple[str, ...] = ("address", "uint256")
+
+
+class UnexpectedPayment(ContractRevertError):
+    """Solidity ``UnexpectedPayment(address)``."""
+
+    error_name = "UnexpectedPayment"
+    code = "unexpected_payment"
+    signature = "UnexpectedPayment(address)"
+    param_names: tuple[str, ...] = ("from",)
+    param_types: tuple[str, ...] = ("address",)
 
 
 class VersionAlreadyExists(ContractRevertError):
@@ -516,13 +666,18 @@ BY_SELECTOR: dict[bytes, type[ContractRevertError]] = {
     bytes.fromhex("c22c8022"): AccessControlInvalidDefaultAdmin,
     bytes.fromhex("e2517d3f"): AccessControlUnauthorizedAccount,
     bytes.fromhex("3706b16d"): AliasNotFound,
+    bytes.fromhex("2a27b187"): AlreadyChallenged,
     bytes.fromhex("b5ffb3b5"): AlreadyClaimed,
+    bytes.fromhex("d01a0b82"): AlreadyResolved,
+    bytes.fromhex("2c730960"): ChallengeNotFound,
     bytes.fromhex("7201fed2"): CommitmentMismatch,
     bytes.fromhex("cbf28516"): DeadlineNotReached,
     bytes.fromhex("af242dcb"): DeadlinePassed,
     bytes.fromhex("d93c0665"): EnforcedPause,
     bytes.fromhex("8dfc202b"): ExpectedPause,
+    bytes.fromhex("f04f3db2"): FeeTooLow,
     bytes.fromhex("45be0a26"): InsufficientStake,
+    bytes.fromhex("2a04f78b"): InvalidChallengeParams,
     bytes.fromhex("0472ef37"): InvalidCid,
     bytes.fromhex("ae58b8ae"): InvalidInput,
     bytes.fromhex("7a30b396"): InvalidJobStatus,
@@ -535,26 +690,36 @@ BY_SELECTOR: dict[bytes, type[ContractRevertError]] = {
     bytes.fromhex("6b93736d"): InvalidPricing,
     bytes.fromhex("7c599f80"): InvalidResult,
     bytes.fromhex("d3ea9c48"): InvalidReward,
+    bytes.fromhex("a43b8154"): InvalidServer,
     bytes.fromhex("7fcded69"): JobNotFound,
     bytes.fromhex("15810613"): LeaseActive,
+    bytes.fromhex("55a1e16e"): MalformedSignature,
     bytes.fromhex("6af9e37d"): ModelAlreadyExists,
     bytes.fromhex("2503fbbc"): ModelNotFound,
     bytes.fromhex("62781818"): NoAccess,
+    bytes.fromhex("674ce4ff"): NodeExcluded,
     bytes.fromhex("10c31691"): NodeExiting,
     bytes.fromhex("6f2e99c7"): NodeNotEligible,
     bytes.fromhex("9c3baaed"): NodeNotRegistered,
+    bytes.fromhex("1672b61b"): NotANode,
     bytes.fromhex("063c71b9"): NotClaimant,
     bytes.fromhex("4f887112"): NotForSale,
     bytes.fromhex("c0d87d6b"): NotModelOwner,
     bytes.fromhex("891ab192"): NotRequester,
+    bytes.fromhex("4cca47ea"): NotResolvableYet,
     bytes.fromhex("4c8fa21d"): NothingToRollBack,
     bytes.fromhex("dc69dc16"): NothingToWithdraw,
+    bytes.fromhex("c3369482"): ReceiptExpired,
+    bytes.fromhex("ba08b21e"): ReceiptFromFuture,
     bytes.fromhex("3ee5aeb5"): ReentrancyGuardReentrantCall,
     bytes.fromhex("dbf64cfb"): ReservedTag,
     bytes.fromhex("2e10a3c6"): RevealWindow,
     bytes.fromhex("6dfcc650"): SafeCastOverflowedUintDowncast,
+    bytes.fromhex("3a0fb398"): SampledRequest,
+    bytes.fromhex("efe0e686"): SignerMismatch,
     bytes.fromhex("daac4151"): StakeLocked,
     bytes.fromhex("1c43b976"): TransferFailed,
+    bytes.fromhex("0dbf261f"): UnexpectedPayment,
     bytes.fromhex("3b6e9d5e"): VersionAlreadyExists,
     bytes.fromhex("9d2c66e0"): VersionIsRevoked,
     bytes.fromhex("c65aa29c"): VersionNotFound,

@@ -284,6 +284,41 @@ class ModelRegistryClient(ContractClient):
         """Unix time ``account``'s granted or bought access ends (0 = none)."""
         return int(self._read(self.contract.functions.accessExpiry(model_id(name), account)))
 
+    # --- serving -------------------------------------------------------------------------------
+
+    def may_serve(self, vid: bytes, node: str) -> bool:
+        """Whether ``node`` may serve version ``vid``: it exists, is not revoked, and its model
+        is unrestricted or allows ``node``."""
+        return bool(self._read(self.contract.functions.mayServe(vid, node)))
+
+    def set_server_restriction(self, name: str, restricted: bool) -> TxResult:
+        """Restrict serving ``name`` to its allowed nodes, or open it to every node."""
+        fn = self.contract.functions.setServerRestriction(model_id(name), restricted)
+        return self._result(self._send(fn))
+
+    def set_servers(self, name: str, nodes: list[str], allowed: bool = True) -> TxResult:
+        """Allow (or stop allowing) ``nodes`` to serve ``name`` while it is restricted."""
+        fn = self.contract.functions.setServers(model_id(name), nodes, allowed)
+        return self._result(self._send(fn))
+
+    def servers_restricted(self, name: str) -> bool:
+        """Whether serving ``name`` is restricted to its allowed nodes."""
+        return bool(self._read(self.contract.functions.serversRestricted(model_id(name))))
+
+    def is_server(self, name: str, node: str) -> bool:
+        """Whether ``node`` is on ``name``'s allowed servers (applies while restricted)."""
+        return bool(self._read(self.contract.functions.isServer(model_id(name), node)))
+
+    def allowed_servers(self, name: str, from_block: int | None = None) -> list[str]:
+        """The nodes currently allowed to serve ``name`` (from ``ServerSet`` events)."""
+        allowed: dict[str, bool] = {}
+        events = self._events("ServerSet").scan(
+            self._from(from_block), where={"modelId": model_id(name)}
+        )
+        for ev in events:
+            allowed[str(ev.args["node"])] = bool(ev.args["allowed"])
+        return [node for node, ok in allowed.items() if ok]
+
     # --- internals -----------------------------------------------------------------------------
 
     def _try_version(self, name: str, tag: str) -> VersionRecord | None:

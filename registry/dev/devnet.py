@@ -141,7 +141,7 @@ class Devnet:
             try:
                 dep = deployment_file.load(self.deployment_path)
                 dep.check_chain(self.chain)
-                if self.chain.has_code(dep.job_board):
+                if self.chain.has_code(dep.job_board) and self.chain.has_code(dep.challenges):
                     self.reused = True
                     return
             except AnchormlError:

@@ -31,6 +31,7 @@ from registry.chain.reverts import as_revert
 from registry.chain.tx import Wallet
 from registry.clients import (
     Access,
+    ChallengesClient,
     ContentRef,
     JobBoardClient,
     JobSpec,
@@ -214,6 +215,7 @@ class Actor:
     models: ModelRegistryClient
     nodes: NodeRegistryClient
     jobs: JobBoardClient
+    challenges: ChallengesClient
 
     @property
     def address(self) -> str:
@@ -245,10 +247,12 @@ class World:
                 ModelRegistryClient(chain, d.model_registry, wallet),
                 NodeRegistryClient(chain, d.node_registry, wallet),
                 JobBoardClient(chain, d.job_board, wallet),
+                ChallengesClient(chain, d.challenges, wallet),
             )
         self.registry = self.admin.models.contract
         self.node_registry = self.admin.nodes.contract
         self.board = self.admin.jobs.contract
+        self.challenges = self.admin.challenges.contract
         self._base_state()
 
     def _base_state(self) -> None:

@@ -1,8 +1,11 @@
 """Worker nodes: stake, endpoint, served versions and delivery record.
 
 Each node's current stake, eligibility and slash count are read from NodeRegistry; the served
-versions, deliveries (jobs finalized with its result) and slashes are counted from events;
-``excluded`` says why the gateway stopped routing to a node (a spot check caught a wrong answer).
+versions, deliveries (jobs finalized with its result) and slashes are counted from events. Each
+registered node's endpoint is checked as routing checks it: ``endpoint_error`` says why the
+gateway refuses to call it (None: it may), ``rejected_answers`` counts the answers of that
+node the gateway dropped because their receipts did not hold, and ``excluded`` says why the
+gateway stopped routing to it (a spot check caught a wrong answer).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class NodeOut(BaseModel):
     slashes: int
     slashed_wei: int
     inflight: int
+    endpoint_error: str | None
+    rejected_answers: int
     excluded: str | None
 
 
@@ -46,10 +51,7 @@ class NodeListOut(BaseModel):
 
 
 def _read(
-    gateway: Gateway,
-    entries: list[tuple[NodeEntry, list[str]]],
-    inflight: dict[str, int],
-    excluded: dict[str, str],
+    gateway: Gateway, entries: list[tuple[NodeEntry, list[str]]], inflight: dict[str, int]
 ) -> list[dict[str, Any]]:
     out = []
     for entry, serving in entries:
@@ -67,7 +69,6 @@ def _read(
                 "slashes": max(entry.slashes, record.slash_count),
                 "slashed_wei": entry.slashed_wei,
                 "inflight": inflight.get(record.address, 0),
-                "excluded": excluded.get(record.address),
             }
         )
     return out
@@ -81,5 +82,13 @@ async def list_nodes(gateway: FreshGatewayDep) -> Any:
         for e in gateway.index.nodes.values()
     ]
     inflight = gateway.pool.inflight()
-    rows = await asyncio.to_thread(_read, gateway, entries, inflight, gateway.pool.excluded())
+    rows = await asyncio.to_thread(_read, gateway, entries, inflight)
+    rejected = gateway.pool.rejected()
+    excluded = gateway.pool.excluded()
+    for row in rows:
+        if row["registered"]:
+            await gateway.pool.vet(row["address"], row["endpoint"])
+        row["endpoint_error"] = gateway.pool.endpoint_problems().get(row["address"])
+        row["rejected_answers"] = rejected.get(row["address"], 0)
+        row["excluded"] = excluded.get(row["address"])
     return json_response({"object": "list", "data": rows})

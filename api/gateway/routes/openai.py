@@ -22,9 +22,11 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.gateway.answers import Expected
 from api.gateway.deps import Gateway, fresh_index, get_caller, get_gateway, get_limited_caller
-from api.gateway.errors import NoWorkerError
+from api.gateway.errors import BadWorkerAnswerError, NoWorkerError, WorkersBusyError
 from api.gateway.onchain import OnchainOptions
+from api.gateway.upstream import Failure
 from node.serving import (
     Bodies,
     Call,
@@ -42,7 +44,6 @@ from node.serving import (
     chat_body,
     completion_body,
     create_openai_router,
-    dumps,
     embedding_body,
     json_response,
 )
@@ -174,21 +175,28 @@ def _onchain(gateway: Gateway, options: AnchormlOptions | None) -> OnchainOption
 
 
 async def _direct(gateway: Gateway, call: Call) -> Response | Call:
-    """Proxy to a worker serving the version, else run here (devnet mode), else 503."""
+    """Proxy to a worker serving the version (with a grant of the gateway's, never the caller's
+    credentials), else run here (devnet mode), else 503 (502 when every answer was bad)."""
     target = call.target
+    failure = Failure.NONE
     if await gateway.pool.candidates(target.version.version_id):
         payload = call.body.model_dump(exclude_unset=True, exclude={"anchorml"})
         payload["model"] = target.pinned_ref  # the worker runs exactly the version resolved here
         stream = bool(payload.get("stream", False))
-        authorization = call.request.headers.get("authorization")
-        proxied = await gateway.pool.proxy(
-            target.version.version_id, call.path, dumps(payload), authorization, stream
-        )
-        if proxied is not None:
+        expected = Expected.of(call.endpoint, payload, target.version.version_id)
+        proxied = await gateway.pool.proxy(expected, call.path, payload, stream)
+        if not isinstance(proxied, Failure):
             gateway.metrics.inference.labels(path="worker").inc()
             gateway.spotcheck.consider(call, payload, proxied)
             return proxied
+        failure = proxied
     if not gateway.config.inprocess:
+        if failure is Failure.BAD:
+            raise BadWorkerAnswerError(
+                f"no worker serving {target.pinned_ref} gave an answer that verifies: retry later"
+            )
+        if failure is Failure.BUSY:
+            raise WorkersBusyError(f"every worker serving {target.pinned_ref} is busy: retry later")
         raise NoWorkerError(f"no worker serves {target.pinned_ref} right now: retry later")
     gateway.metrics.inference.labels(path="inprocess").inc()
     pinned = dataclasses.replace(target, ref=target.pinned_ref)  # answers name the version

@@ -32,11 +32,14 @@ def url(gateway_net: GatewayNet) -> Iterator[str]:
             key,
             serves[name],
             kinds='["INFER"]',
+            trusted_gateways=gateway_net.address(GATEWAY),
             data_dir=str(gateway_net.root / f"{name}-data"),
         )  # own model cache each: see the report on ModelCache races across processes
     for name in WORKERS:
         gateway_net.devnet.wait_log(name, " up: ", timeout=300)
-    yield gateway_net.serve_gateway("gw-workers", inprocess="false", rate_limit_per_s="0")
+    yield gateway_net.serve_gateway(
+        "gw-workers", inprocess="false", rate_limit_per_s="0", allow_private_workers="true"
+    )
     gateway_net.stop_gateways()
     gateway_net.devnet.stop_nodes()  # later modules must not see these workers take their jobs
 
@@ -82,7 +85,9 @@ def test_streamed_chat_is_relayed_from_the_worker(url: str) -> None:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         lines = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "[DONE]"
-    text = "".join(json.loads(x)["choices"][0]["delta"].get("content") or "" for x in lines[:-1])
+    chunks = [json.loads(x) for x in lines[:-1]]
+    assert "receipt" in chunks[-1]["anchorml"]  # the last event carries the checked receipt
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == whole["choices"][0]["message"]["content"]
 
 

@@ -70,3 +70,16 @@ def test_gateway_config_errors_name_the_problem(tmp_path: Path) -> None:
         load_gateway_config(_toml(tmp_path, "max_tokens_cap = 8\ndefault_max_tokens = 64\n"))
     with pytest.raises(ConfigError, match="cannot read gateway config .*missing.toml"):
         load_gateway_config(tmp_path / "missing.toml")
+
+
+def test_trusted_gateways_are_addresses_from_a_list_or_a_comma_separated_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = "0x" + "aa" * 20, "0x" + "bb" * 20
+    path = _toml(tmp_path, f'private_key = "{KEY}"\ntrusted_gateways = ["{a}"]\n')
+    assert load_node_config(path).trusted_gateways == [a]
+    monkeypatch.setenv("ANCHORML_TRUSTED_GATEWAYS", f"{a}, {b}")
+    assert load_node_config(path).trusted_gateways == [a, b]
+    monkeypatch.setenv("ANCHORML_TRUSTED_GATEWAYS", f"{a},not-an-address")
+    with pytest.raises(ConfigError, match="'not-an-address' is not an address"):
+        load_node_config(path)

@@ -27,6 +27,7 @@ from support.chain import (
     PUBLIC,
     V1,
     ZERO32,
+    ZERO_ADDRESS,
     RpcCalls,
     World,
     content,
@@ -625,6 +626,70 @@ def test_get_version_of_unknown_version_is_empty(env: World) -> None:
     empty = env.registry.functions.getVersion(version_id(PUBLIC, "nope")).call()
     assert empty[3] == bytes(32)
     assert hx(empty[0]) == ZERO32
+
+
+# ----------------------------------------------------------------- serving restriction
+
+
+def test_may_serve_is_open_until_restricted(env: World) -> None:
+    vid = version_id(PUBLIC, V1)
+    assert env.user.models.may_serve(vid, env.node1.address)
+    assert not env.user.models.servers_restricted(PUBLIC)
+
+
+def test_set_server_restriction_limits_serving_to_allowed_nodes(env: World) -> None:
+    vid = version_id(PUBLIC, V1)
+    owner = env.owner.models
+    result = owner.set_server_restriction(PUBLIC, True)
+    assert events(env.registry, env.receipt(result.tx_hash), "ServerRestrictionSet") == [
+        {"modelId": model_id(PUBLIC), "restricted": True}
+    ]
+    assert owner.servers_restricted(PUBLIC)
+    assert not owner.may_serve(vid, env.node1.address)
+
+    result = owner.set_servers(PUBLIC, [env.node1.address, env.node2.address], True)
+    assert events(env.registry, env.receipt(result.tx_hash), "ServerSet") == [
+        {"modelId": model_id(PUBLIC), "node": env.node1.address, "allowed": True},
+        {"modelId": model_id(PUBLIC), "node": env.node2.address, "allowed": True},
+    ]
+    assert owner.may_serve(vid, env.node1.address)
+    assert owner.may_serve(vid, env.node2.address)
+    assert not owner.may_serve(vid, env.node3.address)
+    assert owner.may_serve(version_id(GATED, V1), env.node3.address)  # other models stay open
+
+    owner.set_servers(PUBLIC, [env.node2.address], False)
+    assert not owner.may_serve(vid, env.node2.address)
+    assert owner.allowed_servers(PUBLIC) == [env.node1.address]
+
+    owner.set_server_restriction(PUBLIC, False)  # open again; the allowed set is kept
+    assert owner.may_serve(vid, env.node3.address)
+    assert owner.is_server(PUBLIC, env.node1.address)
+
+
+def test_may_serve_is_false_for_unknown_or_revoked_versions(env: World) -> None:
+    assert not env.user.models.may_serve(version_id(PUBLIC, "nope"), env.node1.address)
+    env.owner.models.revoke_version(PUBLIC, V1)
+    assert not env.user.models.may_serve(version_id(PUBLIC, V1), env.node1.address)
+
+
+@pytest.mark.parametrize("call", ["restriction", "servers"])
+def test_serving_changes_revert_if_not_owner(env: World, call: str) -> None:
+    models = env.attacker.models
+    with reverts(revert_errors.NotModelOwner, model_id=MID, caller=env.attacker.address):
+        if call == "restriction":
+            models.set_server_restriction(PUBLIC, True)
+        else:
+            models.set_servers(PUBLIC, [env.attacker.address], True)
+
+
+def test_serving_changes_revert_if_model_unknown(env: World) -> None:
+    with reverts(revert_errors.ModelNotFound, model_id=hx(model_id("nope"))):
+        env.owner.models.set_server_restriction("nope", True)
+
+
+def test_set_servers_reverts_for_the_zero_address(env: World) -> None:
+    with reverts(revert_errors.InvalidServer, node=ZERO_ADDRESS):
+        env.owner.models.set_servers(PUBLIC, [env.node1.address, ZERO_ADDRESS], True)
 
 
 # ------------------------------------------------------------------ version scans (client)
