@@ -50,6 +50,7 @@ GROUPS = {
     "node": "api.cli.node",
     "job": "api.cli.job",
     "auth": "api.cli.auth",
+    "receipt": "api.cli.receipt",
 }
 #: Single commands: name → (module, function).
 COMMANDS = {

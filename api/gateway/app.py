@@ -58,6 +58,7 @@ def create_app(config: GatewayConfig, sdk: Anchorml) -> FastAPI:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, timeout=30)
+            await gateway.spotcheck.aclose()
             await gateway.runtime.stop()
             await gateway.pool.aclose()
 

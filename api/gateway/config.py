@@ -56,6 +56,8 @@ class GatewayConfig(BaseSettings):
             a node's (``anchorml up`` does), so verifiers see it staked.
         receipts: sign in-process answers (default on; off only to measure what signing costs,
             ``bench/gateway.py``).
+        spot_check_fraction: share of deterministic worker answers re-sent to a second node and
+            compared (:mod:`api.gateway.spotcheck`); a wrong one is challenged on chain.
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
@@ -93,6 +95,7 @@ class GatewayConfig(BaseSettings):
     key: SecretStr | None = None
     key_file: Path | None = None
     receipts: bool = True
+    spot_check_fraction: float = Field(default=0.01, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewayConfig:

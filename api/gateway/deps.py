@@ -19,6 +19,7 @@ from api.gateway.config import GatewayConfig
 from api.gateway.index import RegistryIndex
 from api.gateway.metrics import GatewayMetrics
 from api.gateway.onchain import JobTracker, OnchainRunner
+from api.gateway.spotcheck import SpotChecker
 from api.gateway.store import CountingStore, normalize, tree_cids
 from api.gateway.upstream import PoolSettings, WorkerPool
 from api.gateway.watcher import ChainWatcher
@@ -67,6 +68,7 @@ class Gateway:
     signer: Signer | None
     domain: Domain
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    spotcheck: SpotChecker = field(init=False)
     _gated_cids: set[str] | None = None
     _generation: int = 0
 
@@ -200,6 +202,7 @@ def build(config: GatewayConfig, sdk: Anchorml, metrics: GatewayMetrics | None =
         signer=signer,
         domain=domain,
     )
+    gateway.spotcheck = SpotChecker(gateway, config.spot_check_fraction)
     gateway.watcher.on_change = gateway.on_change
     gateway.watcher.on_tick = gateway.refresh_caches
     return gateway

@@ -42,6 +42,11 @@ class GatewayMetrics:
             "Worker answers dropped before relaying, by reason (receipt checks)", ["reason"],
             registry=r,
         )  # fmt: skip
+        self.spot_checks = Counter(
+            "anchorml_gateway_spot_checks_total",
+            "Spot checks of worker answers by outcome (agreed, disagreed, challenged, ...)",
+            ["outcome"], registry=r,
+        )  # fmt: skip
         self.chain_head = Gauge(
             "anchorml_gateway_chain_block", "Last block the gateway's watcher scanned", registry=r
         )

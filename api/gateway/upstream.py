@@ -35,7 +35,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +50,7 @@ from api.gateway.endpoints import EndpointRejectedError, WorkerEndpoint, check_e
 from api.gateway.metrics import GatewayMetrics
 from node.serving import SSE_HEADERS, AsyncCache, dumps, error_body
 from registry.clients import NodeRecord, NodeRegistryClient
-from registry.receipts import GRANT_HEADER, RECEIPT_HEADER, Domain, Signer
+from registry.receipts import GRANT_HEADER, RECEIPT_HEADER, Domain, Endpoint, Signer
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,7 @@ class WorkerPool:
         self._upstreams: dict[tuple[str, str], Upstream] = {}
         self._vetted: dict[str, _Vetted] = {}
         self._problems: dict[str, str] = {}  # node address -> why its endpoint is refused
+        self._excluded: dict[str, str] = {}  # node address -> why it is not routed to any more
         self._turn = itertools.count()
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.settings.timeout_s, connect=5.0),
@@ -175,6 +176,17 @@ class WorkerPool:
     def endpoint_problems(self) -> dict[str, str]:
         """Why the endpoints of nodes the gateway refuses to call are refused, by address."""
         return dict(self._problems)
+
+    def exclude(self, address: str, reason: str) -> None:
+        """Stop routing to the node ``address`` (a spot check caught it answering wrongly)."""
+        address = to_checksum_address(address)
+        if address not in self._excluded:
+            log.warning("not routing to node %s any more: %s", address, reason)
+        self._excluded[address] = reason
+
+    def excluded(self) -> dict[str, str]:
+        """The nodes excluded from routing, by address, with the reason."""
+        return dict(self._excluded)
 
     def invalidate(self) -> None:
         """Forget which nodes serve what and what their endpoints resolve to (node events)."""
@@ -256,11 +268,20 @@ class WorkerPool:
     # --- proxying ------------------------------------------------------------------------------
 
     async def proxy(
-        self, expected: Expected, path: str, payload: dict[str, Any], stream: bool
+        self,
+        expected: Expected,
+        path: str,
+        payload: dict[str, Any],
+        stream: bool,
+        *,
+        avoid: Collection[str] = (),
     ) -> Response | Failure:
-        """Send the request to a worker serving the version; a :class:`Failure` when none gave
-        an answer that may be relayed."""
-        candidates = await self.candidates(expected.version_id)
+        """Send the request to a worker serving the version (none of ``avoid``, no excluded
+        node); a :class:`Failure` when none gave an answer that may be relayed."""
+        skip = {*self._excluded, *avoid}
+        candidates = [
+            u for u in await self.candidates(expected.version_id) if u.address not in skip
+        ]
         body = dumps(payload)
         tried: set[int] = set()
         failure = Failure.NONE
@@ -292,6 +313,21 @@ class WorkerPool:
                 upstream.down_until = time.monotonic() + self.settings.backoff_s
                 reason = type(exc).__name__
                 log.warning("worker %s failed mid-answer (%s)", upstream.address, reason)
+
+    async def resend(
+        self,
+        endpoint: Endpoint,
+        version_id: bytes,
+        path: str,
+        payload: dict[str, Any],
+        *,
+        avoid: Collection[str],
+    ) -> Response | None:
+        """A request answered once sent again, to a worker other than ``avoid`` (spot checks);
+        None when no other worker gave an answer that may be relayed."""
+        expected = Expected.of(endpoint, payload, version_id)
+        answer = await self.proxy(expected, path, payload, False, avoid=avoid)
+        return None if isinstance(answer, Failure) else answer
 
     @staticmethod
     def _busy(candidates: list[Upstream], tried: set[int]) -> bool:

@@ -27,7 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from node.executors import hot
+from node.executors import hot, verify
 from node.executors.common import ExecutorResult, deterministic, finish
 from node.models import (
     ContextOverflowError,
@@ -45,6 +45,7 @@ from registry.jobs import (
     GenerateParams,
     InferParams,
     InvalidJobInputError,
+    VerifyParams,
     chat_messages,
     infer_document,
     input_texts,
@@ -53,7 +54,9 @@ from registry.jobs import (
 
 
 def run(model_dir: Path, input_path: Path, params: InferParams, out_dir: Path) -> ExecutorResult:
-    """Run one INFER job (see module docstring for formats)."""
+    """Run one INFER job (see module docstring for formats; ``verify``: :mod:`.verify`)."""
+    if isinstance(params, VerifyParams):
+        return verify.run(model_dir, input_path, params, out_dir)
     doc = infer_document(read_input(input_path))
     seed = params.seed if isinstance(params, ChatParams | GenerateParams) else 0
     with deterministic(seed), hot.session():

@@ -29,6 +29,7 @@ from registry.jobs.params import (
     EmbedParams,
     GenerateParams,
     JobParams,
+    VerifyParams,
     check_kind,
 )
 
@@ -39,6 +40,8 @@ MAX_PARAMS_BYTES = 262_144
 MAX_INPUT_BYTES = 32 << 20
 MAX_TEXTS = 1024
 MAX_MESSAGES = 256
+#: The fields of a receipt re-execution's input.
+VERIFY_FIELDS = ("receipt", "request", "response")
 ROLES = frozenset({"system", "user", "assistant"})
 RAW_CODEC = 0x55
 
@@ -196,6 +199,15 @@ def input_texts(doc: Mapping[str, Any]) -> list[str]:
     return texts
 
 
+def check_verify_input(doc: Mapping[str, Any]) -> None:
+    """The input of a receipt re-execution: exactly ``receipt``, ``request`` and ``response``,
+    each a JSON object."""
+    if set(doc) != set(VERIFY_FIELDS) or not all(isinstance(doc[k], dict) for k in VERIFY_FIELDS):
+        raise InvalidJobInputError(
+            "a verify input is {" + ", ".join(repr(k) for k in VERIFY_FIELDS) + "}: three objects"
+        )
+
+
 def check_input(kind: JobKind, params: JobParams, data: bytes) -> None:
     """Check an input's encoding against the job's kind and params (what can be checked without
     the model: whether the model's context or labels fit is the worker's to say).
@@ -215,6 +227,8 @@ def check_input(kind: JobKind, params: JobParams, data: bytes) -> None:
             prompt_text(doc)
         elif isinstance(params, EmbedParams | ClassifyParams):
             input_texts(doc)
+        elif isinstance(params, VerifyParams):
+            check_verify_input(doc)
     elif kind is JobKind.FINETUNE:
         decode_jsonl(data)
     else:

@@ -85,8 +85,16 @@ class ClassifyParams(_Params):
     batch_size: int = Field(default=32, ge=1, le=256)
 
 
+class VerifyParams(_Params):
+    """INFER re-execution of a challenged receipt: input ``{"receipt", "request", "response"}``
+    (see :mod:`node.executors.verify`); the output is the 65-byte verdict."""
+
+    task: Literal["verify"]
+
+
 InferParams = Annotated[
-    ChatParams | GenerateParams | EmbedParams | ClassifyParams, Field(discriminator="task")
+    ChatParams | GenerateParams | EmbedParams | ClassifyParams | VerifyParams,
+    Field(discriminator="task"),
 ]
 
 
@@ -194,6 +202,7 @@ JobParams = (
     | GenerateParams
     | EmbedParams
     | ClassifyParams
+    | VerifyParams
     | TrainParams
     | FinetuneParams
     | EvalParams
@@ -203,7 +212,7 @@ JobParams = (
 
 #: The params classes of each kind.
 PARAM_TYPES: dict[JobKind, tuple[type[BaseModel], ...]] = {
-    JobKind.INFER: (ChatParams, GenerateParams, EmbedParams, ClassifyParams),
+    JobKind.INFER: (ChatParams, GenerateParams, EmbedParams, ClassifyParams, VerifyParams),
     JobKind.TRAIN: (TrainParams,),
     JobKind.FINETUNE: (FinetuneParams,),
     JobKind.EVAL: (EvalParams,),

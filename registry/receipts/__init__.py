@@ -5,7 +5,8 @@ A node signs every direct answer with the key it registered on chain (:class:`Si
 the caller's credentials (:class:`SignedGrant`). The hashes cover canonical projections of the
 request and the answer (:mod:`registry.receipts.canonical`), so a receipt verifies on the answer a
 client holds. A wrong signed answer to a deterministic request is challenged on chain; the
-re-executors' finding is a verdict file (:mod:`registry.receipts.verdict`).
+re-executors' finding is a verdict file (:mod:`registry.receipts.verdict`). Anyone checks a saved
+answer from the chain alone with :func:`verify_answer`.
 """
 
 from registry.receipts.canonical import (
@@ -46,6 +47,7 @@ from registry.receipts.verdict import (
     verdict_bytes,
     verdict_sha256,
 )
+from registry.receipts.verify import ReceiptReport, verify_answer
 
 __all__ = [
     "DOMAIN_NAME",
@@ -64,6 +66,7 @@ __all__ = [
     "GrantError",
     "Receipt",
     "ReceiptError",
+    "ReceiptReport",
     "SignedGrant",
     "SignedReceipt",
     "Signer",
@@ -83,4 +86,5 @@ __all__ = [
     "sign_receipt",
     "verdict_bytes",
     "verdict_sha256",
+    "verify_answer",
 ]

@@ -104,12 +104,14 @@ class GatewayNet:
         """An in-process gateway app (signing as ``GATEWAY``)."""
         settings = self.devnet.settings(GATEWAY)
         settings.data_dir = self.root / "gateway-data"
+        config.setdefault("spot_check_fraction", 0.0)  # tests that want spot checks say so
         return create_app(GatewayConfig(**config), Anchorml.from_settings(settings))
 
     def serve_gateway(self, name: str = "gateway", **config: str) -> str:
         """Start ``anchorml gateway`` as a process; return its URL once it answers."""
         port = free_port()
         env = self.devnet.env(GATEWAY, ANCHORML_DATA_DIR=str(self.root / f"{name}-data"))
+        config.setdefault("spot_check_fraction", "0")  # tests that want spot checks say so
         env.update({f"ANCHORML_GATEWAY_{k.upper()}": v for k, v in config.items()})
         log = (self.root / f"{name}.log").open("ab")
         anchorml = Path(sys.executable).with_name("anchorml")

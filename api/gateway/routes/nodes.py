@@ -3,8 +3,9 @@
 Each node's current stake, eligibility and slash count are read from NodeRegistry; the served
 versions, deliveries (jobs finalized with its result) and slashes are counted from events. Each
 registered node's endpoint is checked as routing checks it: ``endpoint_error`` says why the
-gateway refuses to call it (None: it may), and ``rejected_answers`` counts the answers of that
-node the gateway dropped because their receipts did not hold.
+gateway refuses to call it (None: it may), ``rejected_answers`` counts the answers of that
+node the gateway dropped because their receipts did not hold, and ``excluded`` says why the
+gateway stopped routing to it (a spot check caught a wrong answer).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class NodeOut(BaseModel):
     inflight: int
     endpoint_error: str | None
     rejected_answers: int
+    excluded: str | None
 
 
 class NodeListOut(BaseModel):
@@ -82,9 +84,11 @@ async def list_nodes(gateway: FreshGatewayDep) -> Any:
     inflight = gateway.pool.inflight()
     rows = await asyncio.to_thread(_read, gateway, entries, inflight)
     rejected = gateway.pool.rejected()
+    excluded = gateway.pool.excluded()
     for row in rows:
         if row["registered"]:
             await gateway.pool.vet(row["address"], row["endpoint"])
         row["endpoint_error"] = gateway.pool.endpoint_problems().get(row["address"])
         row["rejected_answers"] = rejected.get(row["address"], 0)
+        row["excluded"] = excluded.get(row["address"])
     return json_response({"object": "list", "data": rows})

@@ -187,6 +187,7 @@ async def _direct(gateway: Gateway, call: Call) -> Response | Call:
         proxied = await gateway.pool.proxy(expected, call.path, payload, stream)
         if not isinstance(proxied, Failure):
             gateway.metrics.inference.labels(path="worker").inc()
+            gateway.spotcheck.consider(call, payload, proxied)
             return proxied
         failure = proxied
     if not gateway.config.inprocess:
