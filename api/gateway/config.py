@@ -39,6 +39,11 @@ class GatewayConfig(BaseSettings):
         onchain_timeout_s: how long an on-chain request waits for its job to settle.
         onchain_reward_wei, max_reward_wei: default and largest reward the gateway escrows.
         job_deadline_s, job_lease_s: deadline and lease of jobs the gateway creates.
+        sponsor_daily_wei_per_caller, sponsor_daily_wei_total: what the gateway may spend from
+            its own wallet (rewards escrowed plus gas) on jobs per UTC day, for one caller and
+            for all together (:mod:`api.gateway.budget`); 0 turns gateway-paid jobs off.
+        sponsor_gas_per_job: gas reserved per gateway-paid job (creating it and one follow-up,
+            a cancel or an expiry), charged at the wallet's current maximum fee.
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
@@ -66,6 +71,9 @@ class GatewayConfig(BaseSettings):
     max_reward_wei: int = Field(default=10**18, ge=1)
     job_deadline_s: int = Field(default=900, ge=60)
     job_lease_s: int = Field(default=300, ge=10)
+    sponsor_daily_wei_per_caller: int = Field(default=10**16, ge=0)
+    sponsor_daily_wei_total: int = Field(default=10**17, ge=0)
+    sponsor_gas_per_job: int = Field(default=600_000, ge=21_000)
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewayConfig:
