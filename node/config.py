@@ -34,6 +34,10 @@ class NodeConfig(BaseSettings):
         batch_size, batch_wait_ms: dynamic batching of direct inference (B requests or W ms).
         cache_max_bytes: model cache size limit.
         rpc_outage_s: seconds of continuous RPC failure before the node gives up (exit 1).
+        min_reward_wei, lease_margin, min_lease_s, release_margin_s: which jobs the node takes
+            and when it gives one back (:mod:`node.policy`): the least reward per claim slot,
+            how much longer than the measured runtime a lease must be, the least lease for
+            work not timed yet, and how long before its lease ends a running job is released.
     """
 
     model_config = SettingsConfigDict(env_prefix="ANCHORML_", extra="forbid")
@@ -61,6 +65,10 @@ class NodeConfig(BaseSettings):
     batch_wait_ms: float = Field(default=10.0, ge=0, le=1000)
     cache_max_bytes: int = Field(default=8 << 30, gt=0)
     rpc_outage_s: float = Field(default=30.0, gt=0)
+    min_reward_wei: int = Field(default=10**9, ge=0)
+    lease_margin: float = Field(default=1.5, ge=1.0, le=100.0)
+    min_lease_s: float = Field(default=10.0, ge=0)
+    release_margin_s: float = Field(default=5.0, ge=0)
 
     @model_validator(mode="after")
     def _needs_key(self) -> NodeConfig:
