@@ -38,6 +38,10 @@ class NodeConfig(BaseSettings):
         trusted_gateways: signing addresses of the gateways whose per-request grants this node
             accepts in place of a caller's token (``ANCHORML_TRUSTED_GATEWAYS``, comma
             separated); empty: only callers' own tokens.
+        min_reward_wei, lease_margin, min_lease_s, release_margin_s: which jobs the node takes
+            and when it gives one back (:mod:`node.policy`): the least reward per claim slot,
+            how much longer than the measured runtime a lease must be, the least lease for
+            work not timed yet, and how long before its lease ends a running job is released.
     """
 
     model_config = SettingsConfigDict(env_prefix="ANCHORML_", extra="forbid")
@@ -77,6 +81,11 @@ class NodeConfig(BaseSettings):
                 if not (isinstance(address, str) and is_address(address)):
                     raise ValueError(f"trusted_gateways: {address!r} is not an address")
         return value
+
+    min_reward_wei: int = Field(default=10**9, ge=0)
+    lease_margin: float = Field(default=1.5, ge=1.0, le=100.0)
+    min_lease_s: float = Field(default=10.0, ge=0)
+    release_margin_s: float = Field(default=5.0, ge=0)
 
     @model_validator(mode="after")
     def _needs_key(self) -> NodeConfig:

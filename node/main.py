@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 from node.config import NodeConfig
 from node.listener import Listener
 from node.metrics import NodeMetrics
+from node.policy import JobPolicy
 from node.processor import Processor, Served
 from node.server import HttpServer, create_app
 from node.service import Service, run_services
@@ -128,6 +129,13 @@ class Node:
             self.metrics,
             kinds=self.config.kinds,
             work_dir=self.config.state_dir / "work",
+            policy=JobPolicy(
+                min_reward_wei=self.config.min_reward_wei,
+                margin=self.config.lease_margin,
+                min_lease_s=self.config.min_lease_s,
+                release_margin_s=self.config.release_margin_s,
+                path=self.config.state_dir / "runtimes.json",
+            ),
             job_timeout_s=self.config.job_timeout_s,
             outage_s=self.config.rpc_outage_s,
         )

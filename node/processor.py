@@ -38,6 +38,7 @@ from typing import Any
 
 from node.executors import ExecutorResult, run_job
 from node.metrics import NodeMetrics
+from node.policy import JobPolicy, JobRefused
 from node.rpc import with_retries
 from node.service import Service
 from node.state import NodeState
@@ -153,6 +154,7 @@ class Processor(Service):
         *,
         kinds: Iterable[JobKind],
         work_dir: Path,
+        policy: JobPolicy,
         job_timeout_s: float = 1800.0,
         housekeeping_s: float = 1.0,
         outage_s: float = 30.0,
@@ -166,6 +168,7 @@ class Processor(Service):
         self.metrics = metrics
         self.kinds = set(kinds)
         self.work_dir = work_dir
+        self.policy = policy
         self.job_timeout_s = job_timeout_s
         self.housekeeping_s = housekeeping_s
         self.outage_s = outage_s
@@ -313,8 +316,14 @@ class Processor(Service):
             raise JobSkipped("its model version is not served by this node")
         if job.spec.kind not in self.kinds:
             raise JobSkipped(f"{job.spec.kind.name} jobs are not taken by this node")
-        if await self._chain_time() >= job.spec.deadline:
+        now = await self._chain_time()
+        if now >= job.spec.deadline:
             raise JobSkipped("its deadline passed")
+        try:
+            self.policy.check(job, now)
+        except JobRefused as refused:
+            self.metrics.jobs.labels(job.spec.kind.name, "refused").inc()
+            raise JobSkipped(str(refused)) from None
         attempt = (latest.attempt + 1) if latest else 1
         workspace = Path(tempfile.mkdtemp(prefix=f"job-{job_id}-", dir=self.work_dir))
         try:
@@ -323,10 +332,13 @@ class Processor(Service):
             self.state.record(job_id, attempt, "claimed")
             log.info("job %s claimed until %s", job_id, claim.value)
             started = time.monotonic()
+            # run until just before the lease ends, then release rather than lapse (slashed)
+            budget = self.policy.run_budget(int(claim.value), await self._chain_time())
             try:
                 output = await self._execute_and_pin(
-                    job, version, params, input_path, model_dir, workspace
+                    job, version, params, input_path, model_dir, workspace, budget
                 )
+                self.policy.observe(job.spec.kind, job.spec.params_hash, time.monotonic() - started)
                 await self._deliver(job, attempt, output)
             except asyncio.CancelledError:
                 await self._release(job_id, attempt, "node stopping")
@@ -370,13 +382,14 @@ class Processor(Service):
         input_path: Path,
         model_dir: Path,
         workspace: Path,
+        budget_s: float,
     ) -> Output:
         out_dir = workspace / "out"
         kind = job.spec.kind
         try:
             result: ExecutorResult = await asyncio.wait_for(
                 asyncio.to_thread(run_job, kind, model_dir, input_path, params, out_dir),
-                timeout=self.job_timeout_s,
+                timeout=max(0.0, min(self.job_timeout_s, budget_s)),
             )
         except InvalidJobInputError as exc:
             raise StoreError(f"input does not fit the job: {exc}") from None

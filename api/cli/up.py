@@ -85,7 +85,9 @@ def up(
         supervisor = Supervisor(net)
         supervisor.start_workers(workers, refs, gateway=ADMIN)
         # the devnet's workers listen on loopback over plain http: allowed here only
-        gateway = supervisor.start_gateway(ADMIN, options.host, port, allow_private_workers="true")
+        gateway = supervisor.start_gateway(
+            ADMIN, options.host, port, allow_private_workers="true", **DEVNET_BUDGETS
+        )
         supervisor.wait_workers()
         _print_welcome(net, gateway, refs, time.monotonic() - started)
         while not (exited := supervisor.exited()):
@@ -127,6 +129,14 @@ def _silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError):
         pass
+
+
+#: What the devnet gateway may spend on jobs it pays for, per caller and in total per day: devnet
+#: ether is free, so more than the (small) defaults a public gateway runs with.
+DEVNET_BUDGETS = {
+    "sponsor_daily_wei_per_caller": str(10**18),
+    "sponsor_daily_wei_total": str(10**19),
+}
 
 
 def _publish_demo_models(net: Devnet) -> list[str]:

@@ -58,6 +58,11 @@ class GatewayConfig(BaseSettings):
             ``bench/gateway.py``).
         spot_check_fraction: share of deterministic worker answers re-sent to a second node and
             compared (:mod:`api.gateway.spotcheck`); a wrong one is challenged on chain.
+        sponsor_daily_wei_per_caller, sponsor_daily_wei_total: what the gateway may spend from
+            its own wallet (rewards escrowed plus gas) on jobs per UTC day, for one caller and
+            for all together (:mod:`api.gateway.budget`); 0 turns gateway-paid jobs off.
+        sponsor_gas_per_job: gas reserved per gateway-paid job (creating it and one follow-up,
+            a cancel or an expiry), charged at the wallet's current maximum fee.
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
@@ -96,6 +101,9 @@ class GatewayConfig(BaseSettings):
     key_file: Path | None = None
     receipts: bool = True
     spot_check_fraction: float = Field(default=0.01, ge=0.0, le=1.0)
+    sponsor_daily_wei_per_caller: int = Field(default=10**16, ge=0)
+    sponsor_daily_wei_total: int = Field(default=10**17, ge=0)
+    sponsor_gas_per_job: int = Field(default=600_000, ge=21_000)
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewayConfig:

@@ -24,13 +24,14 @@ from typing import Any
 
 import anyio
 
+from api.gateway.budget import SponsorBudget
 from api.gateway.config import GatewayConfig
 from api.gateway.errors import JobFailedError, JobTimeoutError, SignerUnavailableError
 from api.gateway.metrics import GatewayMetrics
 from node.serving import Target
 from registry.clients import JobStatus
 from registry.errors import AnchormlError, CorruptContentError
-from registry.jobs import JobKind, canonical_params, submit
+from registry.jobs import JobKind, Submitted, canonical_params, submit
 from registry.sdk import Anchorml
 from registry.store.base import ContentStore
 
@@ -104,6 +105,29 @@ class OnchainRunner:
         self.tracker = tracker
         self.config = config
         self.metrics = metrics
+        self.budget = SponsorBudget(
+            config.sponsor_daily_wei_per_caller, config.sponsor_daily_wei_total
+        )
+
+    async def sponsor(self, payer: str, kind: JobKind, model_ref: str, **job: Any) -> Submitted:
+        """Post a job paid from the gateway's wallet for ``payer`` (an address, else a client
+        IP): charged to the daily budgets first (reward plus gas at the wallet's current
+        maximum fee), then checked, uploaded and created (:func:`registry.jobs.submit`).
+
+        Raises:
+            SignerUnavailableError: the gateway has no key.
+            SponsorBudgetExceededError: the payer's or the gateway's daily budget is spent
+                (nothing was uploaded or sent).
+        """
+        wallet = self.sdk.wallet
+        if wallet is None:
+            raise SignerUnavailableError("the gateway has no key (ANCHORML_PRIVATE_KEY): no jobs")
+        fee = await asyncio.to_thread(wallet.max_fee_per_gas)
+        cost = int(job["reward_wei"]) + self.config.sponsor_gas_per_job * fee
+        with self.budget.sponsoring(payer, cost):
+            submitted = await asyncio.to_thread(submit, self.sdk, kind, model_ref, **job)
+        self.metrics.jobs_created.labels(kind=kind.name).inc()
+        return submitted
 
     async def run(
         self,
@@ -111,22 +135,22 @@ class OnchainRunner:
         input_doc: dict[str, Any],
         params: dict[str, Any],
         options: OnchainOptions,
+        payer: str,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Create the job, wait for it, and return ``(result document, receipt)``.
+        """Create the job (paid for ``payer``, see :meth:`sponsor`), wait for it, and return
+        ``(result document, receipt)``.
 
         Raises:
             SignerUnavailableError: the gateway has no key.
+            SponsorBudgetExceededError: the payer's or the gateway's daily budget is spent.
             ContractRevertError: the chain refused the job (e.g. ``NoAccess`` for the gateway).
             JobTimeoutError: not settled in time (an open job is cancelled first).
             JobFailedError: the job expired or was cancelled.
             CorruptContentError: the result does not match its on-chain hash.
         """
-        if self.sdk.wallet is None:
-            raise SignerUnavailableError("the gateway has no key (ANCHORML_PRIVATE_KEY): no jobs")
         reward = options.reward_wei or self.config.onchain_reward_wei
-        submitted = await asyncio.to_thread(
-            submit,
-            self.sdk,
+        submitted = await self.sponsor(
+            payer,
             JobKind.INFER,
             target.pinned_ref,
             input_bytes=canonical_params(input_doc),
@@ -137,7 +161,6 @@ class OnchainRunner:
             lease_s=self.config.job_lease_s,
         )
         job_id = submitted.job_id
-        self.metrics.jobs_created.labels(kind=JobKind.INFER.name).inc()
         self.tracker.track(job_id, submitted.deadline)
         timeout = min(
             options.timeout_s or self.config.onchain_timeout_s, self.config.onchain_timeout_s
@@ -169,7 +192,7 @@ class OnchainRunner:
             "job_id": job_id,
             "create_tx": submitted.tx_hash,
             "finalize_tx": finalize_tx,
-            "requester": self.sdk.wallet.address,
+            "requester": self.sdk.wallet.address if self.sdk.wallet else None,
             "version": target.pinned_ref,
             "input_cid": submitted.input_cid,
             "params_hash": "0x" + submitted.params_hash.hex(),

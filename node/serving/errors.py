@@ -143,6 +143,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unsafe_model": 422,
     "model_error": 422,
     "rate_limited": 429,
+    "sponsor_budget_exceeded": 429,
     "content_corrupt": 502,
     "bad_worker_answer": 502,
     "job_failed": 502,

@@ -234,6 +234,11 @@ class Wallet:
             estimate = int(self.chain.w3.eth.estimate_gas(request))  # type: ignore[arg-type]
         return estimate + estimate // 5 + 10_000
 
+    def max_fee_per_gas(self) -> int:
+        """The most a transaction sent now pays per gas (before any fee bump): what a caller
+        budgeting gas must reserve."""
+        return self._fees()["maxFeePerGas"]
+
     def _fees(self, bump: int = 0) -> dict[str, int]:
         """EIP-1559 fees: twice the base fee plus the tip, doubled per ``bump``.
 

@@ -33,6 +33,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 GATEWAY = 4
+#: Devnet ether is free: gateways under test pay for as many jobs as the tests post (the
+#: defaults are small on purpose; tests of the budget set their own).
+DEVNET_BUDGETS = {"sponsor_daily_wei_per_caller": 10**19, "sponsor_daily_wei_total": 10**20}
 MINILM = "minilm"
 CHAT = "smollm2-chat"
 GATED = "minilm-gated"
@@ -101,10 +104,11 @@ class GatewayNet:
     # --- gateways --------------------------------------------------------------------------------
 
     def app(self, **config: Any) -> Any:
-        """An in-process gateway app (signing as ``GATEWAY``)."""
+        """An in-process gateway app (signing as ``GATEWAY``; devnet sponsorship budgets)."""
         settings = self.devnet.settings(GATEWAY)
         settings.data_dir = self.root / "gateway-data"
         config.setdefault("spot_check_fraction", 0.0)  # tests that want spot checks say so
+        config = {**DEVNET_BUDGETS, **config}
         return create_app(GatewayConfig(**config), Anchorml.from_settings(settings))
 
     def serve_gateway(self, name: str = "gateway", **config: str) -> str:
@@ -112,6 +116,7 @@ class GatewayNet:
         port = free_port()
         env = self.devnet.env(GATEWAY, ANCHORML_DATA_DIR=str(self.root / f"{name}-data"))
         config.setdefault("spot_check_fraction", "0")  # tests that want spot checks say so
+        config = {**{k: str(v) for k, v in DEVNET_BUDGETS.items()}, **config}
         env.update({f"ANCHORML_GATEWAY_{k.upper()}": v for k, v in config.items()})
         log = (self.root / f"{name}.log").open("ab")
         anchorml = Path(sys.executable).with_name("anchorml")

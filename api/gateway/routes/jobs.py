@@ -2,9 +2,11 @@
 
 Creation is sponsored: the gateway signs ``createJob`` with its own key and escrows the reward,
 on behalf of a caller who must present a valid bearer token and hold access to the model
-(checked before anything is uploaded or sent). Params and input are checked against the kind's
-schema before anything is uploaded or escrowed (400 ``invalid_job_params`` /
-``invalid_job_input``); an INFER job without a ``task`` gets the one its model's manifest allows.
+(checked before anything is uploaded or sent), within the gateway's daily budgets per caller and
+in total (429 ``sponsor_budget_exceeded``, :mod:`api.gateway.budget`). Params and input are
+checked against the kind's schema before anything is uploaded or escrowed (400
+``invalid_job_params`` / ``invalid_job_input``); an INFER job without a ``task`` gets the one its
+model's manifest allows.
 The reward is capped by ``max_reward_wei``, and the usual rate limit applies.
 ``GET /v1/jobs/{id}/events`` streams status changes as Server-Sent Events (``event: status``)
 until the job settles.
@@ -25,7 +27,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.gateway.deps import FreshGatewayDep, Gateway, GatewayDep, LimitedCallerDep
-from api.gateway.errors import JobNotFoundError, SignerUnavailableError
+from api.gateway.errors import JobNotFoundError
 from api.gateway.index import JobEntry
 from node.serving import (
     ERROR_RESPONSES,
@@ -35,7 +37,7 @@ from node.serving import (
     dumps,
     json_response,
 )
-from registry.jobs import KindName, submit
+from registry.jobs import KindName
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
@@ -142,8 +144,6 @@ async def create_job(body: CreateJob, gateway: GatewayDep, caller: LimitedCaller
     """Post a job with the gateway's key for the authenticated caller (access checked first)."""
     address = caller.require_address()
     target = await gateway.authorize(body.model, caller)
-    if gateway.sdk.wallet is None:
-        raise SignerUnavailableError("the gateway has no key (ANCHORML_PRIVATE_KEY): no jobs")
     if body.reward_wei > gateway.config.max_reward_wei:
         raise InvalidRequestError(
             f"reward_wei is above the gateway's limit of {gateway.config.max_reward_wei}",
@@ -151,9 +151,8 @@ async def create_job(body: CreateJob, gateway: GatewayDep, caller: LimitedCaller
         )
     kind = body.kind
     data = _input_bytes(body)
-    posted = await asyncio.to_thread(  # checks params and input before it uploads anything
-        submit,
-        gateway.sdk,
+    posted = await gateway.onchain.sponsor(  # budget, then params and input, then upload
+        address,
         kind,
         target.pinned_ref,
         input_bytes=data,
@@ -164,13 +163,12 @@ async def create_job(body: CreateJob, gateway: GatewayDep, caller: LimitedCaller
         lease_s=min(body.lease_s, body.deadline_s),
         output_model=body.output_model,
     )
-    gateway.metrics.jobs_created.labels(kind=kind.name).inc()
     now = await asyncio.to_thread(gateway.sdk.chain.timestamp)
     gateway.tracker.track(posted.job_id, now + body.deadline_s)
     return CreatedJob(
         job_id=posted.job_id,
         tx_hash=posted.tx_hash,
-        requester=gateway.sdk.wallet.address,
+        requester=gateway.sdk.wallet.address if gateway.sdk.wallet else "",
         on_behalf_of=address,
         input_cid=posted.input_cid,
         params_hash="0x" + posted.params_hash.hex(),

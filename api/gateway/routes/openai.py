@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.gateway.answers import Expected
+from api.gateway.auth import Caller
 from api.gateway.deps import Gateway, fresh_index, get_caller, get_gateway, get_limited_caller
 from api.gateway.errors import BadWorkerAnswerError, NoWorkerError, WorkersBusyError
 from api.gateway.onchain import OnchainOptions
@@ -100,6 +101,7 @@ async def authorize(ref: str, request: Request) -> Target:
     and the caller's access checked (404/410/403)."""
     gateway = await get_gateway(request)
     caller = await get_limited_caller(await get_caller(request, gateway), gateway)
+    request.state.caller = caller  # who pays, should the call go on chain
     return await gateway.authorize(ref, caller)
 
 
@@ -203,13 +205,20 @@ async def _direct(gateway: Gateway, call: Call) -> Response | Call:
     return dataclasses.replace(call, target=pinned)
 
 
+def _payer(call: Call) -> str:
+    """Whose daily sponsorship budget an on-chain call is charged to (the caller's address, else
+    its client IP), as :func:`authorize` identified it."""
+    caller: Caller = call.request.state.caller
+    return caller.key
+
+
 async def _embed_on_chain(gateway: Gateway, call: Call, options: OnchainOptions) -> Response:
     body = call.body
     if body.dimensions is not None:
         raise UnsupportedParameterError("dimensions is not available on chain", "dimensions")
     gateway.metrics.inference.labels(path="onchain").inc()
     result, receipt = await gateway.onchain.run(
-        call.target, {"texts": body.texts()}, {"task": "embed"}, options
+        call.target, {"texts": body.texts()}, {"task": "embed"}, options, _payer(call)
     )
     answer = embedding_body(
         call.target.pinned_ref, result["embeddings"], 0, body.encoding_format, anchorml=receipt
@@ -250,7 +259,7 @@ async def _generate_on_chain(
     assert params is not None  # generation calls carry their checked parameters
     job = _job_generation(params, task)
     gateway.metrics.inference.labels(path="onchain").inc()
-    result, receipt = await gateway.onchain.run(target, job_input, job, options)
+    result, receipt = await gateway.onchain.run(target, job_input, job, options, _payer(call))
     text, finish = str(result["text"]), str(result["finish_reason"])
     used = result.get("usage", {})
     answer = _SHAPES[call.endpoint](

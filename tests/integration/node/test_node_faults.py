@@ -245,6 +245,7 @@ def test_w6_job_taken_by_someone_else_costs_no_gas(
     net: Devnet, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from node.metrics import NodeMetrics
+    from node.policy import JobPolicy
     from node.processor import Processor, Served
     from node.state import NodeState
     from registry.chain.events import ChainEvent
@@ -276,6 +277,7 @@ def test_w6_job_taken_by_someone_else_costs_no_gas(
         NodeMetrics(),
         kinds=[JobKind.INFER],
         work_dir=tmp_path / "work",
+        policy=JobPolicy(min_reward_wei=1, margin=1.5, min_lease_s=10, release_margin_s=5),
     )
     nonce = loser.chain.w3.eth.get_transaction_count(loser.wallet.address)
     balance = loser.chain.w3.eth.get_balance(loser.wallet.address)
@@ -287,6 +289,45 @@ def test_w6_job_taken_by_someone_else_costs_no_gas(
     race = [r for r in caplog.records if "taken or settled by someone else" in r.message]
     assert race and race[0].levelno == logging.INFO and "LeaseActive" in race[0].message
     assert rv.LeaseActive.error_name == "LeaseActive"
+
+
+def test_lease_trap_and_dust_rewards_find_no_taker(net: Devnet, tmp_path: Path) -> None:
+    """Economics: a requester posting a 1-second lease (the lapse would slash the node to the
+    requester) or a 1-wei reward gets no claim: the node sends no transaction at all."""
+    from node.metrics import NodeMetrics
+    from node.policy import JobPolicy
+    from node.processor import Processor, Served
+    from node.state import NodeState
+    from registry.chain.events import ChainEvent
+    from registry.model.package import ModelCache
+
+    requester = net.sdk(REQUESTER)
+    node = net.sdk(NODE_KEYS[1])
+    node.nodes.register("http://127.0.0.1:1", b"\x02" * 33, node.nodes.min_stake())
+    trap = submit(
+        requester, JobKind.INFER, "minilm@v1", _texts(tmp_path / "a.json", "x"),
+        params=EMBED, reward_wei=REWARD, lease_s=1,
+    )  # fmt: skip
+    dust = submit(
+        requester, JobKind.INFER, "minilm@v1", _texts(tmp_path / "b.json", "y"),
+        params=EMBED, reward_wei=1,
+    )  # fmt: skip
+    version = node.models.version("minilm", "v1")
+    metrics = NodeMetrics()
+    queue: asyncio.Queue[ChainEvent] = asyncio.Queue()
+    processor = Processor(
+        node, NodeState(tmp_path / "state.sqlite"), queue,
+        ModelCache(tmp_path / "cache", node.store), Served({version.version_id: version}),
+        metrics, kinds=[JobKind.INFER], work_dir=tmp_path / "work",
+        policy=JobPolicy(min_reward_wei=10**9, margin=1.5, min_lease_s=10, release_margin_s=5),
+    )  # fmt: skip
+    nonce = node.chain.w3.eth.get_transaction_count(node.wallet.address)
+    asyncio.run(processor.setup())
+    for job in (trap, dust):
+        asyncio.run(processor._handle(job.job_id))
+        assert node.jobs.status(job.job_id) == JobStatus.OPEN
+    assert node.chain.w3.eth.get_transaction_count(node.wallet.address) == nonce
+    assert metrics.jobs.labels("INFER", "refused")._value.get() == 2
 
 
 def test_w7_rpc_faults_are_ridden_out_and_an_outage_stops_the_node(
