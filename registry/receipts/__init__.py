@@ -35,8 +35,6 @@ from registry.receipts.eip712 import (
     SignedGrant,
     SignedReceipt,
     receipt_domain,
-    sign_grant,
-    sign_receipt,
 )
 from registry.receipts.errors import GrantError, ReceiptError
 from registry.receipts.keys import Signer, address_of, recover
@@ -82,8 +80,6 @@ __all__ = [
     "recover",
     "request_hash",
     "response_hash",
-    "sign_grant",
-    "sign_receipt",
     "verdict_bytes",
     "verdict_sha256",
     "verify_answer",

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,7 @@ from eth_utils import is_hex_address, to_checksum_address
 
 from registry.receipts.errors import GrantError, ReceiptError
 from registry.receipts.keccak import keccak
-from registry.receipts.keys import Signer, recover
+from registry.receipts.keys import recover
 
 if TYPE_CHECKING:
     from registry.chain.deployment import Deployment
@@ -325,45 +324,3 @@ class SignedGrant:
     def from_header(cls, value: str) -> SignedGrant:
         """Parse an ``anchorml-grant`` header value."""
         return cls.from_json(_decode_header(value, GrantError))
-
-
-# --- signing ---------------------------------------------------------------------------------
-
-
-def sign_receipt(
-    signer: Signer,
-    domain: Domain,
-    version_id: bytes,
-    request_hash: bytes,
-    response_hash: bytes,
-    deterministic: bool,
-    *,
-    now: float | None = None,
-) -> SignedReceipt:
-    """A receipt for one answer, signed by ``signer``."""
-    receipt = Receipt(
-        signer.address,
-        version_id,
-        request_hash,
-        response_hash,
-        int(time.time() if now is None else now),
-        deterministic,
-    )
-    return SignedReceipt(receipt, domain, signer.sign(receipt.digest(domain)))
-
-
-def sign_grant(
-    signer: Signer,
-    domain: Domain,
-    worker: str,
-    version_id: bytes,
-    request_hash: bytes,
-    ttl_s: float,
-    *,
-    now: float | None = None,
-) -> SignedGrant:
-    """A grant for ``worker`` to answer one request, valid ``ttl_s`` seconds, signed by the
-    gateway's ``signer``."""
-    expires = int((time.time() if now is None else now) + ttl_s) + 1
-    grant = Grant(signer.address, to_checksum_address(worker), version_id, request_hash, expires)
-    return SignedGrant(grant, domain, signer.sign(grant.digest(domain)))

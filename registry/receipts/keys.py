@@ -9,6 +9,7 @@ such signatures, and :func:`recover` refuses the malleable upper-half twin.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from coincurve import PrivateKey, PublicKey
@@ -58,12 +59,14 @@ class Signer:
         *,
         now: float | None = None,
     ) -> SignedReceipt:
-        """A signed receipt for one answer (:func:`registry.receipts.eip712.sign_receipt`)."""
-        from registry.receipts.eip712 import sign_receipt
+        """A receipt for one answer, signed with this key, issued ``now`` (default: the clock)."""
+        from registry.receipts.eip712 import Receipt, SignedReceipt
 
-        return sign_receipt(
-            self, domain, version_id, request_hash, response_hash, deterministic, now=now
+        issued = int(time.time() if now is None else now)
+        receipt = Receipt(
+            self.address, version_id, request_hash, response_hash, issued, deterministic
         )
+        return SignedReceipt(receipt, domain, self.sign(receipt.digest(domain)))
 
     def sign_grant(
         self,
@@ -75,10 +78,13 @@ class Signer:
         *,
         now: float | None = None,
     ) -> SignedGrant:
-        """A signed grant for ``worker`` (:func:`registry.receipts.eip712.sign_grant`)."""
-        from registry.receipts.eip712 import sign_grant
+        """A grant for ``worker`` to answer one request, valid ``ttl_s`` seconds from ``now``,
+        signed with this (the gateway's) key."""
+        from registry.receipts.eip712 import Grant, SignedGrant
 
-        return sign_grant(self, domain, worker, version_id, request_hash, ttl_s, now=now)
+        expires = int((time.time() if now is None else now) + ttl_s) + 1
+        grant = Grant(self.address, to_checksum_address(worker), version_id, request_hash, expires)
+        return SignedGrant(grant, domain, self.sign(grant.digest(domain)))
 
     def __repr__(self) -> str:  # never show the key
         return f"Signer({self.address})"
