@@ -42,7 +42,7 @@ from registry.clients.jobs import Output
 from registry.clients.models import model_id, version_id
 from registry.dev.anvil import Anvil
 from registry.jobs import JobKind
-from registry.receipts import Signer, Verdict, sign_receipt, verdict_sha256
+from registry.receipts import Signer, Verdict, verdict_sha256
 
 REGISTER_VERSION_GOAL = 150_000
 LIFECYCLE_GOAL = 300_000
@@ -217,8 +217,7 @@ class Bench:
         c = self.challenger
         accused = Signer(self.node_keys[0])
         proven, undelivered = (
-            sign_receipt(
-                accused,
+            accused.sign_receipt(
                 c.domain(),
                 version_id("m", "v1"),
                 sha(f"request:{seed}"),

@@ -26,7 +26,6 @@ from registry.receipts import (
     receipt_domain,
     request_hash,
     response_hash,
-    sign_receipt,
 )
 
 
@@ -50,8 +49,8 @@ def liar_app(model_dir: Path, key: bytes, deployment: Deployment, delta: float =
             payload["model"], vectors, 2 * len(texts), payload.get("encoding_format", "float")
         )
         canonical = canonical_request("embeddings", payload, vid)
-        signed = sign_receipt(
-            signer, domain, vid, request_hash(canonical), response_hash("embeddings", body),
+        signed = signer.sign_receipt(
+            domain, vid, request_hash(canonical), response_hash("embeddings", body),
             is_deterministic("embeddings", canonical),
         )  # fmt: skip
         body["anchorml"] = {"receipt": signed.to_json(), "request": canonical}

@@ -30,7 +30,6 @@ from registry.receipts import (
     SignedReceipt,
     Signer,
     Verdict,
-    sign_receipt,
     verdict_bytes,
 )
 from registry.store import open_store
@@ -84,8 +83,7 @@ def receipt(
     domain: Domain | None = None,
 ) -> SignedReceipt:
     """A receipt signed by actor ``name`` for version v1 of ``model``."""
-    return sign_receipt(
-        signer_of(env, name),
+    return signer_of(env, name).sign_receipt(
         domain or env.admin.challenges.domain(),
         version_id(model, V1),
         sha(f"request:{seed}"),

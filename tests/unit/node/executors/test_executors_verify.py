@@ -34,7 +34,6 @@ from registry.receipts import (  # noqa: E402
     is_deterministic,
     request_hash,
     response_hash,
-    sign_receipt,
 )
 
 KEY = bytes.fromhex("59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d")
@@ -66,8 +65,8 @@ def _infer(model: Path, tmp: Path, doc: dict[str, Any], params: dict[str, Any]) 
 def _challenge_input(endpoint: str, body: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
     """The job input of a challenge: the receipt signed over ``answer``, request and answer."""
     request = canonical_request(endpoint, body, VERSION)
-    signed = sign_receipt(
-        Signer(KEY), DOMAIN, VERSION, request_hash(request), response_hash(endpoint, answer),
+    signed = Signer(KEY).sign_receipt(
+        DOMAIN, VERSION, request_hash(request), response_hash(endpoint, answer),
         is_deterministic(endpoint, request), now=1_800_000_000,
     )  # fmt: skip
     return {"receipt": signed.to_json(), "request": request, "response": answer}
