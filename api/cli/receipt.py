@@ -23,7 +23,6 @@ from api.cli.common import (
     KeyFileOption,
     RpcOption,
     connect,
-    err,
     out,
     print_json,
 )
@@ -105,7 +104,7 @@ def verify_cmd(
             table.add_row(key, value)
         out.print(table)
         for note in report.notes:
-            err.print(f"note: {note}")
+            out.print(f"note: {note}")
     report.raise_for_problems()
     if not as_json:
         out.print("verified")
