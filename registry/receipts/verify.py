@@ -23,6 +23,7 @@ What fails is collected as typed :class:`ReceiptError` values in :attr:`ReceiptR
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -425,6 +426,19 @@ def verify_answer(
         )
     if node.block is None:
         notes.append("the receipt is dated before the contracts were deployed")
+    if node.block is not None and node.historical and not (node.registered and node.eligible):
+        # A chain's block times can run ahead of the signer's clock (a devnet mining several
+        # blocks a second stamps each one a second later): a node registered "after" its
+        # answer by the chain's clock is still accountable if it is staked now.
+        head = sdk.chain.head()
+        now = _read_node(sdk, receipt.signer, receipt.version_id, head, historical=False)
+        if now.registered and now.eligible:
+            notes.append(
+                f"the signer was not yet staked at block {node.block} (the last one dated at or "
+                "before the receipt) but is now: the chain's clock may run ahead of the "
+                "signer's; it can still be challenged and slashed"
+            )
+            node = dataclasses.replace(now, historical=True)
     if node.block is not None and not (node.registered and node.eligible):
         missing = "registered" if not node.registered else "staked"
         problems.append(
