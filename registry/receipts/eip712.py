@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from eth_utils import is_hex_address, to_checksum_address
 
+from registry.receipts.canonical import canonical_json
 from registry.receipts.errors import GrantError, ReceiptError
 from registry.receipts.keccak import keccak
 from registry.receipts.keys import recover
@@ -192,8 +193,7 @@ def _domain(data: dict[str, Any], error: type[Exception]) -> Domain:
 
 
 def _encode_header(data: dict[str, Any]) -> str:
-    raw = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return base64.urlsafe_b64encode(canonical_json(data)).rstrip(b"=").decode("ascii")
 
 
 def _decode_header(value: str, error: type[Exception]) -> dict[str, Any]:

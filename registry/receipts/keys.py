@@ -13,9 +13,10 @@ import time
 from typing import TYPE_CHECKING
 
 from coincurve import PrivateKey, PublicKey
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
 from registry.receipts.errors import ReceiptError
+from registry.receipts.keccak import keccak
 
 if TYPE_CHECKING:
     from registry.receipts.eip712 import Domain, SignedGrant, SignedReceipt

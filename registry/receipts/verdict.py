@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from enum import IntEnum
 
-from eth_utils import keccak
+from registry.receipts.keccak import keccak
 
 VERDICT_TAG = keccak(text="anchorml.verdict.v1")
 VERDICT_SIZE = 65
