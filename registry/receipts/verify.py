@@ -23,9 +23,8 @@ What fails is collected as typed :class:`ReceiptError` values in :attr:`ReceiptR
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from eth_utils import to_checksum_address
@@ -438,7 +437,7 @@ def verify_answer(
                 "before the receipt) but is now: the chain's clock may run ahead of the "
                 "signer's; it can still be challenged and slashed"
             )
-            node = dataclasses.replace(now, historical=True)
+            node = replace(now, historical=True)
     if node.block is not None and not (node.registered and node.eligible):
         missing = "registered" if not node.registered else "staked"
         problems.append(
